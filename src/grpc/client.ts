@@ -1,0 +1,62 @@
+import {
+  createChannel,
+  createClientFactory,
+  Status,
+  type Channel,
+  type Client,
+  type CompatServiceDefinition,
+} from 'nice-grpc';
+import { deadlineMiddleware } from 'nice-grpc-client-middleware-deadline';
+import { retryMiddleware } from 'nice-grpc-client-middleware-retry';
+import { errorDetailsClientMiddleware } from 'nice-grpc-error-details';
+import type { Logger } from '../logging/logger.js';
+import { clientLoggingMiddleware } from '../middleware/client/logging.js';
+import { channelCredentials, type TlsMaterial } from '../tls/credentials.js';
+
+// Outbound calls, outermost first: log <- retry (UNAVAILABLE only, and only for methods the proto
+// marks IDEMPOTENT / NO_SIDE_EFFECTS: the middleware reads idempotency_level) <- per-attempt deadline
+// <- rich error details. Every call has a deadline.
+
+export interface ClientCallLimits {
+  /** Deadline of one attempt. */
+  readonly callTimeoutMs: number;
+  /** Total attempts for a retryable call (1 = no retry). */
+  readonly retryMaxAttempts: number;
+  readonly retryBaseDelayMs: number;
+  readonly retryMaxDelayMs: number;
+}
+
+export interface NodeClient<D extends CompatServiceDefinition> {
+  readonly client: Client<D>;
+  readonly channel: Channel;
+  close(): void;
+}
+
+export function createNodeClient<D extends CompatServiceDefinition>(
+  definition: D,
+  address: string,
+  tls: TlsMaterial,
+  logger: Logger,
+  limits: ClientCallLimits,
+): NodeClient<D> {
+  const channel = createChannel(address, channelCredentials(tls), {
+    // Fail a call fast while the peer is down instead of queueing it until the deadline.
+    'grpc.initial_reconnect_backoff_ms': 200,
+    'grpc.max_reconnect_backoff_ms': 2000,
+  });
+  const client = createClientFactory()
+    .use(clientLoggingMiddleware(logger, address))
+    .use(retryMiddleware)
+    .use(deadlineMiddleware)
+    .use(errorDetailsClientMiddleware)
+    .create(definition, channel, {
+      '*': {
+        deadline: limits.callTimeoutMs,
+        retryMaxAttempts: limits.retryMaxAttempts,
+        retryBaseDelayMs: limits.retryBaseDelayMs,
+        retryMaxDelayMs: limits.retryMaxDelayMs,
+        retryableStatuses: [Status.UNAVAILABLE],
+      },
+    } as never);
+  return { client, channel, close: () => channel.close() };
+}
