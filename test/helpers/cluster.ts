@@ -1,0 +1,172 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Metadata } from 'nice-grpc';
+import { BankServiceDefinition } from '../../src/gen/bank/v1/bank.js';
+import { GatewayServiceDefinition } from '../../src/gen/payments/v1/gateway.js';
+import { createNodeClient, type NodeClient } from '../../src/grpc/client.js';
+import { silentLogger } from '../../src/logging/logger.js';
+import { loadTls } from '../../src/tls/credentials.js';
+import { ROOT, runBin, startNode, stopNode, type NodeProcess } from './processes.js';
+
+// A whole system for integration tests: real bank and gateway processes over mutual TLS on
+// 127.0.0.1 ephemeral ports, certificates and data in a temp folder, and clients to talk to them.
+
+export interface ClusterOptions {
+  banks: readonly string[];
+  /** Extra `gateway` config fields (e.g. prepareTimeoutMs). */
+  gateway?: Record<string, unknown>;
+}
+
+interface UserRecord {
+  bank: string;
+  username: string;
+  password: string;
+}
+
+const CALL_LIMITS = { callTimeoutMs: 10_000, retryMaxAttempts: 1, retryBaseDelayMs: 50, retryMaxDelayMs: 500 };
+
+export class Cluster {
+  readonly dir: string;
+  readonly certsDir: string;
+  readonly configPath: string;
+  readonly config: Record<string, any>;
+  readonly banks = new Map<string, NodeProcess>();
+  gateway?: NodeProcess;
+  readonly users: UserRecord[] = [];
+  private readonly clients: NodeClient<any>[] = [];
+
+  private constructor(dir: string, options: ClusterOptions) {
+    this.dir = dir;
+    this.certsDir = path.join(dir, 'certs');
+    this.configPath = path.join(dir, 'config.json');
+    this.config = {
+      tls: { dir: this.certsDir, gatewayIdentity: 'gateway' },
+      logging: { dir: path.join(dir, 'logs'), level: 'info', console: false },
+      gateway: { host: '127.0.0.1', port: 0, dataDir: path.join(dir, 'gateway'), ...options.gateway },
+      banks: Object.fromEntries(
+        options.banks.map((b) => [b, { host: '127.0.0.1', port: 0, dataDir: path.join(dir, b) }]),
+      ),
+      client: { gatewayAddress: 'localhost:0', dataDir: path.join(dir, 'client') },
+    };
+    this.writeConfig();
+  }
+
+  static async create(options: ClusterOptions): Promise<Cluster> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'payments-it-'));
+    execFileSync(path.join(ROOT, 'scripts/gen-certs.sh'), [path.join(dir, 'certs'), ...options.banks], { stdio: 'ignore' });
+    return new Cluster(dir, options);
+  }
+
+  writeConfig(): void {
+    fs.writeFileSync(this.configPath, JSON.stringify(this.config, null, 2));
+  }
+
+  async addUser(bank: string, username: string, currency: string, balance: string): Promise<void> {
+    const password = `${username}-secret`;
+    const r = await runBin('bank', ['add-user', '--config', this.configPath, '--name', bank, '--user', username,
+      '--currency', currency, '--balance', balance, '--password-stdin'], { input: `${password}\n` });
+    if (r.code !== 0) throw new Error(`add-user ${bank}/${username} failed: ${r.stderr}${r.stdout}`);
+    this.users.push({ bank, username, password });
+  }
+
+  passwordOf(bank: string, username: string): string {
+    const u = this.users.find((x) => x.bank === bank && x.username === username);
+    if (!u) throw new Error(`no user ${bank}/${username}`);
+    return u.password;
+  }
+
+  /** Starts (or restarts on the same port) a bank. */
+  async startBank(name: string): Promise<NodeProcess> {
+    const node = await startNode('bank', name, ['--config', this.configPath, '--name', name]);
+    this.banks.set(name, node);
+    if (this.config.banks[name].port === 0) {
+      this.config.banks[name].port = node.port;
+      this.writeConfig();
+    }
+    return node;
+  }
+
+  async stopBank(name: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const node = this.banks.get(name);
+    if (node) await stopNode(node, signal);
+  }
+
+  async startGateway(): Promise<NodeProcess> {
+    const node = await startNode('gateway', 'gateway', ['--config', this.configPath]);
+    this.gateway = node;
+    if (this.config.gateway.port === 0) {
+      this.config.gateway.port = node.port;
+      this.config.client.gatewayAddress = `localhost:${node.port}`;
+      this.writeConfig();
+    }
+    return node;
+  }
+
+  async stopGateway(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    if (this.gateway) await stopNode(this.gateway, signal);
+  }
+
+  async startAll(): Promise<void> {
+    for (const name of Object.keys(this.config.banks)) await this.startBank(name);
+    await this.startGateway();
+  }
+
+  gatewayClient(identity = 'client') {
+    const c = createNodeClient(GatewayServiceDefinition, `localhost:${this.config.gateway.port}`,
+      loadTls(this.certsDir, identity), silentLogger(), CALL_LIMITS);
+    this.clients.push(c);
+    return c.client;
+  }
+
+  bankClient(bank: string, identity = 'gateway') {
+    const c = createNodeClient(BankServiceDefinition, `localhost:${this.config.banks[bank].port}`,
+      loadTls(this.certsDir, identity), silentLogger(), CALL_LIMITS);
+    this.clients.push(c);
+    return c.client;
+  }
+
+  /** Logs in through the gateway and returns call options carrying the token. */
+  async login(bank: string, username: string): Promise<{ metadata: Metadata; token: string }> {
+    const res = await this.gatewayClient().login({ bank, username, password: this.passwordOf(bank, username) });
+    return { metadata: bearer(res.accessToken), token: res.accessToken };
+  }
+
+  /** Booked and held money summed over every user of every bank, read from the banks themselves. */
+  async totals(): Promise<{ balanceMinor: bigint; heldMinor: bigint }> {
+    let balanceMinor = 0n;
+    let heldMinor = 0n;
+    for (const u of this.users) {
+      const b = await this.bankClient(u.bank).getBalance({ username: u.username });
+      balanceMinor += b.balanceMinor;
+      heldMinor += b.balanceMinor - b.availableMinor;
+    }
+    return { balanceMinor, heldMinor };
+  }
+
+  async balanceOf(bank: string, username: string): Promise<{ balanceMinor: bigint; availableMinor: bigint }> {
+    return this.bankClient(bank).getBalance({ username });
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.clients) c.close();
+    await this.stopGateway();
+    for (const name of this.banks.keys()) await this.stopBank(name);
+    if (!process.env.KEEP_TEST_DIRS) fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export function bearer(token: string): Metadata {
+  return new Metadata({ authorization: `Bearer ${token}` });
+}
+
+/** Waits until `check` returns true, polling every 50 ms, up to timeoutMs. */
+export async function eventually(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

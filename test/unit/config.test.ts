@@ -1,0 +1,48 @@
+import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError, loadConfig } from '../../src/config/load.js';
+
+describe('config', () => {
+  let dir: string;
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'payments-config-'));
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  function write(obj: unknown): string {
+    const file = path.join(dir, `c${Math.random()}.json`);
+    fs.writeFileSync(file, JSON.stringify(obj));
+    return file;
+  }
+
+  it('fills defaults and applies env and --set overrides in order', () => {
+    const file = write({ gateway: { port: 1111 }, banks: { BankA: { port: 1, dataDir: 'a' } } });
+    const c = loadConfig({
+      path: file,
+      env: { PAYMENTS__GATEWAY__PORT: '2222', PAYMENTS__BANKS__BANKA__PORT: '3', PAYMENTS__GATEWAY__PREPARETIMEOUTMS: '750' },
+      sets: ['gateway.port=3333'],
+    });
+    expect(c.gateway.port).to.equal(3333);
+    expect(c.gateway.prepareTimeoutMs).to.equal(750);
+    expect(c.banks.BankA?.port).to.equal(3);
+    expect(c.gateway.tokenTtlSeconds).to.equal(3600);
+    expect(c.gateway.host).to.equal('127.0.0.1');
+  });
+
+  it('reports a bad value by its field name', () => {
+    const file = write({ gateway: { prepareTimeoutMs: -5 }, banks: { BankA: { port: 'x', dataDir: 'a' } } });
+    expect(() => loadConfig({ path: file, env: {} })).to.throw(ConfigError, /gateway\.prepareTimeoutMs[\s\S]*banks\.BankA\.port/);
+    expect(() => loadConfig({ path: write({ gatway: {} }), env: {} })).to.throw(ConfigError, /gatway/);
+    expect(() => loadConfig({ path: path.join(dir, 'missing.json'), env: {} })).to.throw(ConfigError, /no such file/);
+  });
+
+  it('a node started with a bad config exits non-zero naming the field', () => {
+    const file = write({ gateway: { port: 70000 } });
+    const r = spawnSync(path.resolve('bin/gateway'), ['--config', file], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).to.not.equal(0);
+    expect(r.stderr).to.match(/gateway\.port/);
+  });
+});
