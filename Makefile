@@ -65,7 +65,7 @@ demo: up
 	scripts/demo.sh $(CONFIG)
 
 test: gen lint typecheck
-	npx mocha --reporter ./test/helpers/summary-reporter.cjs
+	npm test --silent
 
 clean: stop
 	rm -rf data logs src/gen

@@ -42,6 +42,10 @@ export const ConfigSchema = z.strictObject({
     /** How long CreateTransfer waits for commit acks before answering COMMITTED anyway. */
     replyAckWaitMs: positiveMs.default(2000),
     bankCallTimeoutMs: positiveMs.default(3000),
+    /** Attempts for a bank read or login that fails with UNAVAILABLE (1 = no retry). */
+    bankCallRetryMaxAttempts: z.number().int().min(1).max(10).default(2),
+    bankCallRetryBaseDelayMs: positiveMs.default(50),
+    bankCallRetryMaxDelayMs: positiveMs.default(500),
     /** Largest amount a single transfer may move, in minor units (string: int64). */
     maxTransferAmountMinor: z.string().regex(/^[1-9][0-9]{0,18}$/).default('100000000'),
     historyPageSizeDefault: z.number().int().positive().max(1000).default(20),
@@ -51,6 +55,13 @@ export const ConfigSchema = z.strictObject({
     shutdownGraceMs: positiveMs.default(5000),
   }).prefault({}),
   banks: z.record(name, BankNodeSchema).default({}),
+  /** Limits shared by every bank node. */
+  bank: z.strictObject({
+    historyPageSizeDefault: z.number().int().positive().max(1000).default(20),
+    historyPageSizeMax: z.number().int().positive().max(1000).default(100),
+    /** After SIGINT/SIGTERM, how long in-flight calls may take before the process exits anyway. */
+    shutdownGraceMs: positiveMs.default(5000),
+  }).prefault({}),
   client: z.strictObject({
     gatewayAddress: z.string().min(1).default('localhost:50050'),
     callTimeoutMs: positiveMs.default(5000),
@@ -64,6 +75,9 @@ export const ConfigSchema = z.strictObject({
 }).refine((c) => c.gateway.historyPageSizeDefault <= c.gateway.historyPageSizeMax, {
   message: 'gateway.historyPageSizeDefault must be <= gateway.historyPageSizeMax',
   path: ['gateway', 'historyPageSizeDefault'],
+}).refine((c) => c.bank.historyPageSizeDefault <= c.bank.historyPageSizeMax, {
+  message: 'bank.historyPageSizeDefault must be <= bank.historyPageSizeMax',
+  path: ['bank', 'historyPageSizeDefault'],
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

@@ -38,8 +38,11 @@ export const REASON_CODES = {
   IDEMPOTENCY_KEY_REUSED: 'ALREADY_EXISTS',
   TRANSFER_IN_PROGRESS: 'ABORTED',
   BANK_UNAVAILABLE: 'UNAVAILABLE',
+  /** A bank did not answer a read or login within gateway.bankCallTimeoutMs. */
+  BANK_TIMEOUT: 'DEADLINE_EXCEEDED',
   PREPARE_TIMEOUT: 'DEADLINE_EXCEEDED',
   SHUTTING_DOWN: 'UNAVAILABLE',
+  OVERLOADED: 'RESOURCE_EXHAUSTED',
   INTERNAL: 'INTERNAL',
 } as const satisfies Record<string, Code>;
 
