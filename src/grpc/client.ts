@@ -52,7 +52,8 @@ export function createNodeClient<D extends CompatServiceDefinition>(
     .create(definition, channel, {
       '*': {
         deadline: limits.callTimeoutMs,
-        retryMaxAttempts: limits.retryMaxAttempts,
+        // The middleware counts retries, not attempts.
+        retryMaxAttempts: limits.retryMaxAttempts - 1,
         retryBaseDelayMs: limits.retryBaseDelayMs,
         retryMaxDelayMs: limits.retryMaxDelayMs,
         retryableStatuses: [Status.UNAVAILABLE],

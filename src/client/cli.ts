@@ -1,0 +1,146 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ConfigError, loadConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { balanceCommand } from './commands/balance.js';
+import { historyCommand } from './commands/history.js';
+import { loginCommand } from './commands/login.js';
+import { logoutCommand } from './commands/logout.js';
+import { statusCommand } from './commands/status.js';
+import { transferCommand } from './commands/transfer.js';
+import type { CommandFlags } from './commands/args.js';
+import { CliContext, writeError, type CliIo } from './context.js';
+import { EXIT, exitCodeOf } from './exit-codes.js';
+import { ClientFailure, configFailure, usageFailure } from './failure.js';
+import { runInteractive } from './interactive.js';
+
+// bin/client: parses the command line, loads config, runs one subcommand (or the interactive menu),
+// prints the outcome and returns the exit code. All I/O goes through `io`, so tests can run it too.
+
+export const HELP = `usage: bin/client [global flags] COMMAND [arguments]
+       bin/client [global flags] [BANK USER PASSWORD]     interactive menu (same as: interactive ...)
+
+commands:
+  login BANK USER [--password P | --password-stdin]
+        Log in and keep the session for later commands. Without a password flag the
+        password is asked for (not echoed) when stdin is a terminal.
+  balance
+        Show the logged-in account's balance.
+  transfer TO_BANK TO_USER AMOUNT [--key UUID] [--currency CUR]
+        Pay AMOUNT, a decimal such as 12.50 in the account's currency (or CUR), to TO_USER
+        at TO_BANK. Prints the transfer's idempotency key (a new UUID unless --key is
+        given). Sending again with the same --key never pays twice; if no answer came,
+        check the outcome with \`bin/client status KEY\`.
+  status KEY
+        Show the transfer created with idempotency key KEY.
+  history [--page-size N] [--page-token T] [--all]
+        List the account's transactions, newest first, one page (or --all pages).
+  logout
+        Revoke the session at the gateway and delete it here.
+  interactive [BANK USER PASSWORD]
+        Log in (asking for what is missing), then a menu:
+        1) balance 2) transfer 3) history 4) logout and quit. Reads lines from stdin, so it
+        can be driven by a pipe.
+
+global flags:
+  --json              Machine-readable output on stdout: one JSON document; amounts as strings of
+                      minor units (amountMinor) plus a formatted decimal (amount).
+  --gateway ADDRESS   Gateway to call, host:port (default: config client.gatewayAddress).
+  --config FILE       Config file (default: $PAYMENTS_CONFIG or ./config.json).
+  --set KEY=VALUE     Override a config value, e.g. --set client.callTimeoutMs=2000 (repeatable).
+                      Environment variables PAYMENTS__SECTION__KEY=VALUE work too.
+  -h, --help          Show this help.
+
+The session is stored in client.dataDir (default ~/.payments-client, folder mode 0700, file 0600);
+its token is encrypted with AES-256-GCM under a key derived from the client TLS key.
+
+errors:
+  One line on stderr: "error: MESSAGE (REASON)". With --json: {"error":{"code","reason","message"}}
+  on stdout instead (plus "idempotencyKey" for transfers).
+
+exit codes:
+  0   ok
+  1   request refused by the gateway (e.g. INSUFFICIENT_FUNDS, ACCOUNT_NOT_FOUND)
+  2   usage error or invalid input (bad amount, name, key, flag or configuration)
+  3   authentication needed or failed (not logged in, session expired, wrong password)
+  4   gateway unreachable or no answer in time (a transfer's outcome is then unknown)
+  70  internal error (a bug; please report it)
+`;
+
+const OPTIONS = {
+  json: { type: 'boolean' },
+  config: { type: 'string' },
+  set: { type: 'string', multiple: true },
+  gateway: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  password: { type: 'string' },
+  'password-stdin': { type: 'boolean' },
+  key: { type: 'string' },
+  currency: { type: 'string' },
+  'page-size': { type: 'string' },
+  'page-token': { type: 'string' },
+  all: { type: 'boolean' },
+} as const satisfies ParseArgsConfig['options'];
+
+const GLOBAL_OPTIONS: readonly string[] = ['json', 'config', 'set', 'gateway', 'help'];
+
+type Command = (ctx: CliContext, args: readonly string[], flags: CommandFlags) => Promise<number>;
+
+const COMMANDS: Readonly<Record<string, { readonly options: readonly string[]; readonly run: Command }>> = {
+  login: { options: ['password', 'password-stdin'], run: loginCommand },
+  balance: { options: [], run: balanceCommand },
+  transfer: { options: ['key', 'currency'], run: transferCommand },
+  status: { options: [], run: statusCommand },
+  history: { options: ['page-size', 'page-token', 'all'], run: historyCommand },
+  logout: { options: [], run: logoutCommand },
+  interactive: { options: [], run: (ctx, args) => runInteractive(ctx, args) },
+};
+
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  // Known before anything can fail, so even a usage error comes out as JSON when asked.
+  const json = argv.includes('--json');
+  let ctx: CliContext | undefined;
+  try {
+    const { values, positionals, tokens } = parseCommandLine(argv);
+    if (values.help || positionals[0] === 'help') {
+      io.stdout.write(HELP);
+      return EXIT.OK;
+    }
+    const name = positionals[0] !== undefined && Object.hasOwn(COMMANDS, positionals[0]) ? positionals[0] : 'interactive';
+    const command = COMMANDS[name]!;
+    const args = name === 'interactive' && positionals[0] !== 'interactive' ? positionals : positionals.slice(1);
+    for (const option of tokens) {
+      if (!GLOBAL_OPTIONS.includes(option) && !command.options.includes(option)) {
+        throw usageFailure(`--${option} is not an option of ${name}; see bin/client --help`);
+      }
+    }
+    if (name === 'interactive' && json) throw usageFailure('--json is for subcommands, not the interactive menu');
+    const config = loadClientConfig(values.config, values.set, io.env);
+    ctx = new CliContext(io, config, json, values.gateway ?? config.client.gatewayAddress);
+    return await command.run(ctx, args, values);
+  } catch (err) {
+    if (!(err instanceof ClientFailure)) throw err;
+    writeError(io, json, err);
+    return exitCodeOf(err);
+  } finally {
+    await ctx?.close();
+  }
+}
+
+function parseCommandLine(argv: readonly string[]) {
+  try {
+    const parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true, tokens: true });
+    const tokens = new Set(parsed.tokens.flatMap((t) => (t.kind === 'option' ? [t.name] : [])));
+    return { values: parsed.values, positionals: parsed.positionals, tokens };
+  } catch (err) {
+    throw usageFailure(`${(err as Error).message.split('\n')[0]}; see bin/client --help`);
+  }
+}
+
+function loadClientConfig(path: string | undefined, sets: string[] | undefined, env: NodeJS.ProcessEnv): Config {
+  try {
+    return loadConfig({ path, sets, env });
+  } catch (err) {
+    if (err instanceof ConfigError) throw configFailure(`config: ${err.message.replace(/\n\s*/g, '; ')}`);
+    throw err;
+  }
+}

@@ -1,0 +1,183 @@
+import { Metadata, type CallOptions } from 'nice-grpc';
+import type { Config } from '../config/schema.js';
+import { isUuid } from '../core/ids.js';
+import {
+  EntryDirection,
+  GatewayServiceDefinition,
+  TransferStatus,
+  type Account,
+  type HistoryEntry,
+  type Transfer,
+} from '../gen/payments/v1/gateway.js';
+import { createNodeClient, type ClientCallLimits, type NodeClient } from '../grpc/client.js';
+import { silentLogger, type Logger } from '../logging/logger.js';
+import { loadTls, type TlsMaterial } from '../tls/credentials.js';
+import { ClientFailure, invalidResponse, toClientFailure } from './failure.js';
+import type {
+  AccountBalance,
+  HistoryEntryInfo,
+  HistoryPage,
+  HistoryRequest,
+  LoginResult,
+  TransferInfo,
+  TransferRequest,
+} from './types.js';
+
+// The gateway SDK. Every call has a deadline (limits.callTimeoutMs per attempt); calls the proto marks
+// IDEMPOTENT / NO_SIDE_EFFECTS are retried on UNAVAILABLE only (the shared client stack reads the
+// proto option), so Login is never repeated and CreateTransfer is, always with the same key.
+// Failures surface as ClientFailure.
+
+export interface GatewayClientOptions {
+  readonly address: string;
+  readonly tls: TlsMaterial;
+  readonly limits: ClientCallLimits;
+  readonly logger?: Logger;
+  /** Access token from an earlier login (e.g. a stored session). */
+  readonly token?: string;
+}
+
+export class GatewayClient {
+  readonly address: string;
+  private readonly node: NodeClient<typeof GatewayServiceDefinition>;
+  private token: string | undefined;
+
+  constructor(options: GatewayClientOptions) {
+    this.address = options.address;
+    this.token = options.token;
+    this.node = createNodeClient(GatewayServiceDefinition, options.address, options.tls,
+      options.logger ?? silentLogger(), options.limits);
+  }
+
+  /** Builds a client from config: client.gatewayAddress (or `address`), certs tls.dir identity "client". */
+  static fromConfig(config: Config, options: { address?: string; logger?: Logger; token?: string } = {}): GatewayClient {
+    return new GatewayClient({
+      address: options.address ?? config.client.gatewayAddress,
+      tls: loadTls(config.tls.dir, 'client'),
+      limits: config.client,
+      logger: options.logger,
+      token: options.token,
+    });
+  }
+
+  setToken(token: string | undefined): void {
+    this.token = token;
+  }
+
+  /** Logs in; the client keeps the token for later calls. */
+  async login(bank: string, username: string, password: string): Promise<LoginResult> {
+    const res = await this.call(() => this.node.client.login({ bank, username, password }));
+    if (!res.accessToken) throw invalidResponse('login returned no token');
+    if (!res.expireTime) throw invalidResponse('login returned no expiry');
+    const account = accountOf(res.account);
+    this.token = res.accessToken;
+    return {
+      token: res.accessToken,
+      account: { bank: account.bank, username: account.username, currency: account.currency },
+      expiresAtMs: res.expireTime.getTime(),
+    };
+  }
+
+  /** Revokes the token at the gateway and forgets it. */
+  async logout(): Promise<void> {
+    await this.call(() => this.node.client.logout({}, this.auth()));
+    this.token = undefined;
+  }
+
+  async balance(): Promise<AccountBalance> {
+    const res = await this.call(() => this.node.client.getBalance({}, this.auth()));
+    return accountOf(res.account);
+  }
+
+  /** Creates a transfer (or returns the first outcome for a key already used). */
+  async transfer(request: TransferRequest): Promise<TransferInfo> {
+    if (!isUuid(request.idempotencyKey)) {
+      throw new ClientFailure('INVALID_ARGUMENT', 'INVALID_IDEMPOTENCY_KEY', `idempotency key "${request.idempotencyKey}" is not a UUID`);
+    }
+    if (request.amountMinor <= 0n) {
+      throw new ClientFailure('INVALID_ARGUMENT', 'INVALID_AMOUNT', 'amount must be greater than 0');
+    }
+    const res = await this.call(() => this.node.client.createTransfer({
+      idempotencyKey: request.idempotencyKey,
+      toBank: request.toBank,
+      toUsername: request.toUsername,
+      amountMinor: request.amountMinor,
+      currency: request.currency,
+    }, this.auth()));
+    return transferOf(res.transfer);
+  }
+
+  async getTransfer(idempotencyKey: string): Promise<TransferInfo> {
+    const res = await this.call(() => this.node.client.getTransfer({ idempotencyKey }, this.auth()));
+    return transferOf(res.transfer);
+  }
+
+  async history(request: HistoryRequest = {}): Promise<HistoryPage> {
+    const res = await this.call(() => this.node.client.listTransactions({
+      pageSize: request.pageSize ?? 0,
+      pageToken: request.pageToken ?? '',
+    }, this.auth()));
+    return { entries: res.entries.map(entryOf), nextPageToken: res.nextPageToken };
+  }
+
+  close(): void {
+    this.node.close();
+  }
+
+  private auth(): CallOptions {
+    if (!this.token) throw new ClientFailure('UNAUTHENTICATED', 'NOT_LOGGED_IN', 'not logged in');
+    return { metadata: new Metadata({ authorization: `Bearer ${this.token}` }) };
+  }
+
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw toClientFailure(err, this.address);
+    }
+  }
+}
+
+function accountOf(a: Account | undefined): AccountBalance {
+  if (!a) throw invalidResponse('no account in the answer');
+  return { bank: a.bank, username: a.username, currency: a.currency, balanceMinor: a.balanceMinor, availableMinor: a.availableMinor };
+}
+
+const STATUS_NAMES: Partial<Record<TransferStatus, TransferInfo['status']>> = {
+  [TransferStatus.TRANSFER_STATUS_PENDING]: 'pending',
+  [TransferStatus.TRANSFER_STATUS_COMMITTED]: 'committed',
+  [TransferStatus.TRANSFER_STATUS_ABORTED]: 'aborted',
+};
+
+function transferOf(t: Transfer | undefined): TransferInfo {
+  if (!t) throw invalidResponse('no transfer in the answer');
+  const status = STATUS_NAMES[t.status];
+  if (!status) throw invalidResponse(`transfer status ${String(t.status)}`);
+  return {
+    transactionId: t.transactionId,
+    idempotencyKey: t.idempotencyKey,
+    from: { bank: t.fromBank, username: t.fromUsername },
+    to: { bank: t.toBank, username: t.toUsername },
+    amountMinor: t.amountMinor,
+    currency: t.currency,
+    status,
+    ...(status === 'aborted' ? { failure: { reason: t.failureReason, message: t.failureMessage } } : {}),
+    ...(t.createTime ? { createdAt: t.createTime } : {}),
+  };
+}
+
+function entryOf(e: HistoryEntry): HistoryEntryInfo {
+  let direction: HistoryEntryInfo['direction'];
+  if (e.direction === EntryDirection.ENTRY_DIRECTION_DEBIT) direction = 'debit';
+  else if (e.direction === EntryDirection.ENTRY_DIRECTION_CREDIT) direction = 'credit';
+  else throw invalidResponse(`history entry direction ${String(e.direction)}`);
+  return {
+    transactionId: e.transactionId,
+    direction,
+    amountMinor: e.amountMinor,
+    currency: e.currency,
+    counterparty: { bank: e.counterpartyBank, username: e.counterpartyUsername },
+    balanceAfterMinor: e.balanceAfterMinor,
+    ...(e.createTime ? { createdAt: e.createTime } : {}),
+  };
+}
