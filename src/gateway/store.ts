@@ -1,0 +1,263 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { AssertionError, assert } from '../core/assert.js';
+import type { Failure } from '../core/errors.js';
+import { isReason } from '../core/reasons.js';
+import type { AccountRef } from '../core/transfer.js';
+import type { DurableState, DurableTx, LogRecord } from '../coordinator/types.js';
+
+// The gateway's durable state: one row per transfer, keyed by transaction id and unique per
+// (owner, idempotency key). The coordinator's log records are applied to it as SQL updates; each
+// update names the state it expects, so an out-of-order record is caught as a bug (pair assertion).
+// synchronous=FULL: append() returns only when the write is on disk, which is what lets the
+// driver send a Commit right after persisting the decision.
+
+export const GATEWAY_DB_FILE = 'gateway.sqlite';
+const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS transfers (
+  tx_id            TEXT PRIMARY KEY,
+  owner_bank       TEXT NOT NULL,
+  owner_username   TEXT NOT NULL,
+  idempotency_key  TEXT NOT NULL,
+  to_bank          TEXT NOT NULL,
+  to_username      TEXT NOT NULL,
+  amount_minor     INTEGER NOT NULL CHECK (amount_minor > 0),
+  currency         TEXT NOT NULL,
+  state            TEXT NOT NULL CHECK (state IN ('preparing', 'committing', 'aborting', 'committed', 'aborted')),
+  decision         TEXT CHECK (decision IN ('commit', 'abort')),
+  failure_reason   TEXT,
+  failure_message  TEXT,
+  -- JSON array of banks whose Commit/Abort is not acknowledged yet.
+  awaiting_banks   TEXT NOT NULL DEFAULT '[]',
+  created_at_ms    INTEGER NOT NULL,
+  updated_at_ms    INTEGER NOT NULL,
+  UNIQUE (owner_bank, owner_username, idempotency_key),
+  CHECK ((state = 'preparing') = (decision IS NULL)),
+  CHECK ((decision = 'abort') = (failure_reason IS NOT NULL))
+) STRICT;
+-- Recovery and operators read only unfinished rows; this partial index stays small.
+CREATE INDEX IF NOT EXISTS transfers_unfinished ON transfers (created_at_ms)
+  WHERE state IN ('preparing', 'committing', 'aborting');
+`;
+
+const UNFINISHED = `state IN ('preparing', 'committing', 'aborting')`;
+
+interface Row {
+  tx_id: string;
+  owner_bank: string;
+  owner_username: string;
+  idempotency_key: string;
+  to_bank: string;
+  to_username: string;
+  amount_minor: bigint;
+  currency: string;
+  state: DurableState;
+  decision: 'commit' | 'abort' | null;
+  failure_reason: string | null;
+  failure_message: string | null;
+  awaiting_banks: string;
+  created_at_ms: bigint;
+  updated_at_ms: bigint;
+}
+
+/** A stored transfer: its durable coordinator state plus bookkeeping. */
+export interface StoredTransfer extends DurableTx {
+  readonly updatedAtMs: number;
+}
+
+export class GatewayStore {
+  private readonly db: Database.Database;
+  private readonly stmts;
+  private readonly applyInTx: (record: LogRecord, nowMs: number) => void;
+
+  constructor(readonly file: string) {
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.defaultSafeIntegers(true);
+    const version = Number(this.db.pragma('user_version', { simple: true }));
+    assert(version === 0 || version === SCHEMA_VERSION, `gateway store ${file}: unknown schema version ${version}`);
+    this.db.exec(SCHEMA);
+    this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    this.stmts = {
+      insert: this.db.prepare(`INSERT INTO transfers
+        (tx_id, owner_bank, owner_username, idempotency_key, to_bank, to_username, amount_minor, currency,
+         state, created_at_ms, updated_at_ms)
+        VALUES (@txId, @ownerBank, @ownerUsername, @key, @toBank, @toUsername, @amount, @currency,
+         'preparing', @createdAtMs, @nowMs)`),
+      decide: this.db.prepare(`UPDATE transfers SET state = @state, decision = @decision,
+        failure_reason = @reason, failure_message = @message, awaiting_banks = @awaiting, updated_at_ms = @nowMs
+        WHERE tx_id = @txId AND state = 'preparing'`),
+      setAwaiting: this.db.prepare(`UPDATE transfers SET awaiting_banks = @awaiting, updated_at_ms = @nowMs
+        WHERE tx_id = @txId AND state = @state`),
+      complete: this.db.prepare(`UPDATE transfers SET state = @state, decision = @decision,
+        failure_reason = @reason, failure_message = @message, awaiting_banks = '[]', updated_at_ms = @nowMs
+        WHERE tx_id = @txId AND state = @from`),
+      byId: this.db.prepare(`SELECT * FROM transfers WHERE tx_id = ?`),
+      byKey: this.db.prepare(`SELECT * FROM transfers WHERE owner_bank = ? AND owner_username = ? AND idempotency_key = ?`),
+      unfinished: this.db.prepare(`SELECT * FROM transfers WHERE ${UNFINISHED} ORDER BY created_at_ms`),
+      unfinishedPage: this.db.prepare(`SELECT * FROM transfers WHERE ${UNFINISHED} ORDER BY created_at_ms LIMIT ?`),
+    };
+    this.applyInTx = this.db.transaction((record: LogRecord, nowMs: number) => this.apply(record, nowMs));
+  }
+
+  /**
+   * Writes one coordinator record durably (returns after fsync). The begin record is one INSERT:
+   * the idempotency key and the transfer are claimed together, before any prepare is sent.
+   */
+  append(record: LogRecord, nowMs: number): void {
+    this.applyInTx(record, nowMs);
+  }
+
+  private apply(record: LogRecord, nowMs: number): void {
+    switch (record.type) {
+      case 'begin': {
+        const { tx } = record;
+        this.stmts.insert.run({
+          txId: tx.id,
+          ownerBank: tx.from.bank,
+          ownerUsername: tx.from.username,
+          key: tx.idempotencyKey,
+          toBank: tx.to.bank,
+          toUsername: tx.to.username,
+          amount: tx.amountMinor,
+          currency: tx.currency,
+          createdAtMs: tx.createdAtMs,
+          nowMs,
+        });
+        return;
+      }
+      case 'decision': {
+        const failure = record.decision === 'abort' ? record.failure : undefined;
+        const info = this.stmts.decide.run({
+          txId: record.txId,
+          state: record.decision === 'commit' ? 'committing' : 'aborting',
+          decision: record.decision,
+          reason: failure?.reason ?? null,
+          message: failure?.message ?? null,
+          awaiting: JSON.stringify(record.awaiting),
+          nowMs,
+        });
+        expectOne(info.changes, record);
+        return;
+      }
+      case 'ack': {
+        const row = this.rowById(record.txId);
+        assert(row && (row.state === 'committing' || row.state === 'aborting'), `store: ack for ${record.txId} in state ${row?.state}`);
+        const awaiting = parseAwaiting(row.awaiting_banks);
+        assert(awaiting.includes(record.bank), `store: ack from ${record.bank} not awaited for ${record.txId}`);
+        const info = this.stmts.setAwaiting.run({
+          txId: record.txId,
+          state: row.state,
+          awaiting: JSON.stringify(awaiting.filter((b) => b !== record.bank)),
+          nowMs,
+        });
+        expectOne(info.changes, record);
+        return;
+      }
+      case 'completed': {
+        const { outcome } = record;
+        const committed = outcome.kind === 'committed';
+        const info = this.stmts.complete.run({
+          txId: record.txId,
+          state: committed ? 'committed' : 'aborted',
+          decision: committed ? 'commit' : 'abort',
+          reason: committed ? null : outcome.failure.reason,
+          message: committed ? null : outcome.failure.message,
+          from: committed ? 'committing' : 'aborting',
+          nowMs,
+        });
+        expectOne(info.changes, record);
+        return;
+      }
+      default:
+        throw new AssertionError(`store: unknown record ${JSON.stringify((record as { type: unknown }).type)}`);
+    }
+  }
+
+  findByKey(owner: AccountRef, idempotencyKey: string): StoredTransfer | undefined {
+    const row = this.stmts.byKey.get(owner.bank, owner.username, idempotencyKey) as Row | undefined;
+    return row && toStored(row);
+  }
+
+  findById(txId: string): StoredTransfer | undefined {
+    const row = this.rowById(txId);
+    return row && toStored(row);
+  }
+
+  /** Every transfer not yet final, oldest first: the input of recovery. */
+  unfinished(): StoredTransfer[] {
+    return (this.stmts.unfinished.all() as Row[]).map(toStored);
+  }
+
+  /** Unfinished (undecided or in-doubt) transfers for operators, oldest first, at most `limit`. */
+  listUnfinished(limit: number): StoredTransfer[] {
+    assert(Number.isInteger(limit) && limit > 0, 'listUnfinished: limit must be a positive integer');
+    return (this.stmts.unfinishedPage.all(limit) as Row[]).map(toStored);
+  }
+
+  get isOpen(): boolean {
+    return this.db.open;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  private rowById(txId: string): Row | undefined {
+    return this.stmts.byId.get(txId) as Row | undefined;
+  }
+}
+
+/** Opens (creating if needed) the gateway store in `dataDir`. */
+export function openGatewayStore(dataDir: string): GatewayStore {
+  fs.mkdirSync(dataDir, { recursive: true });
+  return new GatewayStore(path.join(dataDir, GATEWAY_DB_FILE));
+}
+
+function expectOne(changes: number, record: LogRecord): void {
+  const id = record.type === 'begin' ? record.tx.id : record.txId;
+  assert(changes === 1, `store: ${record.type} record for ${id} did not match its expected prior state`);
+}
+
+function parseAwaiting(text: string): string[] {
+  const v: unknown = JSON.parse(text);
+  assert(Array.isArray(v) && v.every((b) => typeof b === 'string'), `store: bad awaiting_banks ${text}`);
+  return v as string[];
+}
+
+function toStored(row: Row): StoredTransfer {
+  // Read-side pair of the CHECK constraints: the row must describe a coherent coordinator state.
+  const decided = row.state !== 'preparing';
+  assert(decided === (row.decision !== null), `store: transfer ${row.tx_id} is ${row.state} with decision ${row.decision}`);
+  let failure: Failure | undefined;
+  if (row.decision === 'abort') {
+    assert(row.failure_reason !== null, `store: aborted transfer ${row.tx_id} has no reason`);
+    failure = {
+      reason: isReason(row.failure_reason) ? row.failure_reason : 'TRANSACTION_ABORTED',
+      message: row.failure_message ?? row.failure_reason,
+    };
+  }
+  const awaiting = parseAwaiting(row.awaiting_banks);
+  const createdAtMs = Number(row.created_at_ms);
+  return {
+    tx: {
+      id: row.tx_id,
+      idempotencyKey: row.idempotency_key,
+      from: { bank: row.owner_bank, username: row.owner_username },
+      to: { bank: row.to_bank, username: row.to_username },
+      amountMinor: row.amount_minor,
+      currency: row.currency,
+      createdAtMs,
+    },
+    state: row.state,
+    ...(failure ? { failure } : {}),
+    awaiting,
+    updatedAtMs: Number(row.updated_at_ms),
+  };
+}

@@ -1,0 +1,370 @@
+import { delay, isAbortError } from 'abort-controller-x';
+import { Status } from 'nice-grpc';
+import { assert } from '../core/assert.js';
+import { AppError, type Failure } from '../core/errors.js';
+import { isReason } from '../core/reasons.js';
+import {
+  isFinal,
+  nextDeadlineMs,
+  step,
+  type BankId,
+  type Effect,
+  type Event,
+  type Leg,
+  type Limits,
+  type LogRecord,
+  type Outcome,
+  type Phase,
+} from '../coordinator/index.js';
+import { Vote, TransactionState, type PrepareDebitResponse } from '../gen/bank/v1/bank.js';
+import { statusName, statusOf } from '../grpc/errors.js';
+import type { Logger } from '../logging/logger.js';
+import type { BankClient } from './bank-clients.js';
+
+// Executes the coordinator's effects and feeds what happens back to it as events (STYLE §1, §2).
+// Each transfer is a Run: its current phase, a queue of events, one tick timer and an
+// AbortController that cancels its outstanding calls and retry sleeps.
+//
+// Persist, then send: the store's append is synchronous and returns after fsync, and effects run
+// strictly in list order, so no send that follows a persist leaves before that record is durable.
+//
+// The work is split into small named steps (deliver, perform, persist, sendPrepare, phase2Loop,
+// phase2Attempt, reply, schedule, finish) so that failpoints can later be placed between them.
+
+export interface Clock {
+  nowMs(): number;
+}
+
+export const systemClock: Clock = { nowMs: () => Date.now() };
+
+/** Where banks are reached; BankClients implements it. */
+export interface BankClientSource {
+  get(bank: string): BankClient | undefined;
+}
+
+/** The durable log of coordinator records; GatewayStore implements it. Returns after fsync. */
+export interface TransferLog {
+  append(record: LogRecord, nowMs: number): void;
+}
+
+export interface DriverLimits extends Limits {
+  /** Deadline of one Commit/Abort call. */
+  readonly phase2CallTimeoutMs: number;
+  /** First delay between phase-2 retries; doubles up to commitRetryMaxIntervalMs. */
+  readonly commitRetryIntervalMs: number;
+  readonly commitRetryMaxIntervalMs: number;
+}
+
+export interface DriverOptions {
+  readonly log: TransferLog;
+  readonly bankClients: BankClientSource;
+  readonly limits: DriverLimits;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+}
+
+/** Who waits for a transfer's outcome (the CreateTransfer call). */
+export interface ReplyHandlers {
+  onReply(outcome: Outcome): void;
+  onError(err: Error): void;
+}
+
+interface Run {
+  phase: Phase;
+  readonly queue: Event[];
+  busy: boolean;
+  done: boolean;
+  timer: NodeJS.Timeout | undefined;
+  readonly abort: AbortController;
+  reply: ReplyHandlers | undefined;
+}
+
+/** Phase-2 failures are logged at warn on the first attempt and then every this many attempts. */
+const PHASE2_WARN_EVERY_ATTEMPTS = 10;
+
+export class TransferDriver {
+  private readonly runs = new Map<string, Run>();
+  private readonly idleWaiters: Array<() => void> = [];
+  private readonly clock: Clock;
+  private stopped = false;
+
+  constructor(private readonly options: DriverOptions) {
+    this.clock = options.clock ?? systemClock;
+  }
+
+  /** Transfers this driver is working on (before their reply or still in phase 2). */
+  get active(): number {
+    return this.runs.size;
+  }
+
+  isActive(txId: string): boolean {
+    return this.runs.has(txId);
+  }
+
+  /**
+   * Starts driving a transfer from `phase` by performing `effects` (the result of a `begin` step or
+   * of recovery). Leading persist effects are written before this returns.
+   */
+  run(phase: Phase, effects: readonly Effect[], reply?: ReplyHandlers): void {
+    assert(!this.stopped, 'transfer driver is stopped');
+    const txId = phase.tx.id;
+    assert(!this.runs.has(txId), `transaction ${txId} is already being driven`);
+    const run: Run = { phase, queue: [], busy: false, done: false, timer: undefined, abort: new AbortController(), reply };
+    this.runs.set(txId, run);
+    this.process(run, effects);
+  }
+
+  /** Resolves when no transfer is being driven. */
+  idle(): Promise<void> {
+    if (this.runs.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Stops every run: cancels calls, retry sleeps and timers. Unfinished transfers stay in the
+   * store and are resumed by recovery. A caller still waiting is answered now: COMMITTED when the
+   * commit is decided (that is final), else SHUTTING_DOWN.
+   */
+  stop(): void {
+    this.stopped = true;
+    for (const run of [...this.runs.values()]) {
+      if (run.reply && run.phase.kind === 'committing') this.reply(run, { kind: 'committed' });
+      this.finish(run, new AppError('SHUTTING_DOWN', 'the gateway is shutting down; retry with the same idempotency key'));
+    }
+  }
+
+  private deliver(run: Run, event: Event): void {
+    if (run.done) return;
+    run.queue.push(event);
+    // Events raised while effects are being performed wait their turn: one step at a time.
+    if (!run.busy) this.process(run, []);
+  }
+
+  private process(run: Run, effects: readonly Effect[]): void {
+    run.busy = true;
+    try {
+      this.perform(run, effects);
+      while (run.queue.length > 0 && !run.done) {
+        const event = run.queue.shift() as Event;
+        const next = step(run.phase, event, this.options.limits);
+        run.phase = next.phase;
+        this.perform(run, next.effects);
+      }
+    } catch (err) {
+      this.failRun(run, err);
+      return;
+    } finally {
+      run.busy = false;
+    }
+    if (run.done) return;
+    if (isFinal(run.phase)) this.finish(run);
+    else this.schedule(run);
+  }
+
+  private perform(run: Run, effects: readonly Effect[]): void {
+    for (const effect of effects) {
+      if (run.done) return;
+      switch (effect.type) {
+        case 'persist':
+          this.persist(effect.record);
+          break;
+        case 'send':
+          if (effect.rpc === 'prepare') this.sendPrepare(run, effect.leg);
+          else this.startPhase2(run, effect.bank, effect.rpc);
+          break;
+        case 'reply':
+          this.reply(run, effect.outcome);
+          break;
+      }
+    }
+  }
+
+  private persist(record: LogRecord): void {
+    this.options.log.append(record, this.clock.nowMs());
+  }
+
+  private sendPrepare(run: Run, leg: Leg): void {
+    const phase = run.phase;
+    assert(phase.kind === 'preparing', `prepare sent while ${phase.kind}`);
+    const { tx } = phase;
+    const client = this.options.bankClients.get(leg.bank);
+    if (!client) {
+      // No healthy instance is known: abort now instead of waiting out the prepare timeout.
+      this.deliver(run, {
+        type: 'vote_unknown',
+        leg: leg.kind,
+        reason: 'BANK_UNAVAILABLE',
+        message: `bank ${leg.bank} is not available; nothing was transferred`,
+        sent: false,
+        nowMs: this.clock.nowMs(),
+      });
+      return;
+    }
+    const account = leg.kind === 'debit' ? tx.from : tx.to;
+    const counterparty = leg.kind === 'debit' ? tx.to : tx.from;
+    const request = {
+      transactionId: tx.id,
+      username: account.username,
+      amountMinor: tx.amountMinor,
+      currency: tx.currency,
+      counterpartyBank: counterparty.bank,
+      counterpartyUsername: counterparty.username,
+    };
+    // One attempt bounded by what is left of the prepare deadline; the coordinator's tick aborts
+    // at the deadline anyway. Retrying is left to the caller (same idempotency key).
+    const options = {
+      deadline: Math.max(1, phase.deadlineAtMs - this.clock.nowMs()),
+      retry: false,
+      signal: run.abort.signal,
+    };
+    const call = leg.kind === 'debit' ? client.prepareDebit(request, options) : client.prepareCredit(request, options);
+    call.then(
+      (response) => this.deliver(run, this.voteEvent(leg, response)),
+      (err: unknown) => {
+        if (run.done || isAbortError(err)) return;
+        const timedOut = statusOf(err) === Status.DEADLINE_EXCEEDED;
+        this.options.logger.info('prepare failed', {
+          transactionId: tx.id,
+          bank: leg.bank,
+          leg: leg.kind,
+          code: statusName(err),
+          error: err instanceof Error ? err.message : String(err),
+        });
+        this.deliver(run, {
+          type: 'vote_unknown',
+          leg: leg.kind,
+          reason: timedOut ? 'PREPARE_TIMEOUT' : 'BANK_UNAVAILABLE',
+          message: timedOut
+            ? `bank ${leg.bank} did not answer in time; nothing was transferred`
+            : `bank ${leg.bank} is not available; nothing was transferred`,
+          sent: true,
+          nowMs: this.clock.nowMs(),
+        });
+      },
+    );
+  }
+
+  private voteEvent(leg: Leg, response: PrepareDebitResponse): Event {
+    const nowMs = this.clock.nowMs();
+    if (response.vote === Vote.VOTE_YES) return { type: 'vote', leg: leg.kind, vote: 'yes', nowMs };
+    if (response.vote === Vote.VOTE_NO) return { type: 'vote', leg: leg.kind, vote: 'no', failure: noFailure(leg.bank, response), nowMs };
+    this.options.logger.error('prepare answered without a vote', { bank: leg.bank, vote: response.vote });
+    return {
+      type: 'vote_unknown',
+      leg: leg.kind,
+      reason: 'BANK_UNAVAILABLE',
+      message: `bank ${leg.bank} gave no valid answer; nothing was transferred`,
+      sent: true,
+      nowMs,
+    };
+  }
+
+  private startPhase2(run: Run, bank: BankId, rpc: 'commit' | 'abort'): void {
+    this.phase2Loop(run, bank, rpc).catch((err: unknown) => {
+      if (isAbortError(err)) return;
+      // deliver() rethrows only assertion failures (bugs): let them crash the process.
+      throw err;
+    });
+  }
+
+  /** Commit/Abort until acknowledged: a decision never changes, only its delivery is retried. */
+  private async phase2Loop(run: Run, bank: BankId, rpc: 'commit' | 'abort'): Promise<void> {
+    const { commitRetryIntervalMs, commitRetryMaxIntervalMs } = this.options.limits;
+    let backoffMs = commitRetryIntervalMs;
+    for (let attempt = 1; !run.done; attempt++) {
+      if (await this.phase2Attempt(run, bank, rpc, attempt)) {
+        this.deliver(run, { type: 'ack', bank, rpc });
+        return;
+      }
+      // Jitter spreads the retries of many transfers waiting on the same bank.
+      await delay(run.abort.signal, Math.round(backoffMs * (0.5 + Math.random() / 2)));
+      backoffMs = Math.min(backoffMs * 2, commitRetryMaxIntervalMs);
+    }
+  }
+
+  private async phase2Attempt(run: Run, bank: BankId, rpc: 'commit' | 'abort', attempt: number): Promise<boolean> {
+    const txId = run.phase.tx.id;
+    const log = (level: 'warn' | 'error' | 'debug', message: string, extra: Record<string, unknown>) => {
+      const lvl = level === 'warn' && attempt !== 1 && attempt % PHASE2_WARN_EVERY_ATTEMPTS !== 0 ? 'debug' : level;
+      this.options.logger.log(lvl, message, { transactionId: txId, bank, rpc, attempt, ...extra });
+    };
+    const client = this.options.bankClients.get(bank);
+    if (!client) {
+      log('warn', 'phase 2: bank not available, will retry', {});
+      return false;
+    }
+    const options = { deadline: this.options.limits.phase2CallTimeoutMs, retry: false, signal: run.abort.signal };
+    try {
+      const response = rpc === 'commit'
+        ? await client.commit({ transactionId: txId }, options)
+        : await client.abort({ transactionId: txId }, options);
+      const contrary = rpc === 'commit' ? TransactionState.TRANSACTION_STATE_ABORTED : TransactionState.TRANSACTION_STATE_COMMITTED;
+      if (response.state === contrary) {
+        // The bank broke the protocol (it resolved the transaction against the decision). Keep
+        // asking and make noise: operators see the row among the unfinished transfers.
+        log('error', 'phase 2: bank reports the opposite outcome', { state: TransactionState[response.state] });
+        return false;
+      }
+      return true;
+    } catch (err) {
+      if (isAbortError(err)) throw err;
+      log('warn', 'phase 2 call failed, will retry', { code: statusName(err), error: err instanceof Error ? err.message : String(err) });
+      return false;
+    }
+  }
+
+  private reply(run: Run, outcome: Outcome): void {
+    const handlers = run.reply;
+    run.reply = undefined;
+    handlers?.onReply(outcome);
+  }
+
+  /** Arms the run's single timer for the coordinator's next deadline (prepare or reply). */
+  private schedule(run: Run): void {
+    if (run.timer) clearTimeout(run.timer);
+    run.timer = undefined;
+    const atMs = nextDeadlineMs(run.phase);
+    if (atMs === undefined) return;
+    run.timer = setTimeout(() => {
+      run.timer = undefined;
+      this.deliver(run, { type: 'tick', nowMs: this.clock.nowMs() });
+    }, Math.max(0, atMs - this.clock.nowMs()));
+  }
+
+  private finish(run: Run, unanswered?: Error): void {
+    run.done = true;
+    if (run.timer) clearTimeout(run.timer);
+    run.timer = undefined;
+    run.abort.abort();
+    if (run.reply) {
+      const handlers = run.reply;
+      run.reply = undefined;
+      handlers.onError(unanswered ?? new AppError('INTERNAL', 'the transfer ended without an answer'));
+    }
+    this.runs.delete(run.phase.tx.id);
+    if (this.runs.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+
+  /**
+   * A step threw: an assertion (a bug) or a store write error. The run stops here; the store still
+   * holds its last durable state, which recovery resumes at the next start. Bugs then crash.
+   */
+  private failRun(run: Run, err: unknown): void {
+    this.options.logger.error('transfer driver failed', {
+      transactionId: run.phase.tx.id,
+      phase: run.phase.kind,
+      error: err instanceof Error ? err.stack : String(err),
+    });
+    this.finish(run, new AppError('INTERNAL', 'the transfer could not be completed; retry with the same idempotency key'));
+    if (err instanceof Error && err.name === 'AssertionError') throw err;
+  }
+}
+
+/** The bank's NO reason as one of ours; an unknown reason still aborts, with its text kept. */
+function noFailure(bank: string, response: { reason: string; message: string }): Failure {
+  const known = isReason(response.reason);
+  return {
+    reason: known ? (response.reason as Failure['reason']) : 'TRANSACTION_ABORTED',
+    message: response.message || `bank ${bank} refused the transfer (${response.reason || 'no reason given'})`,
+  };
+}

@@ -1,0 +1,248 @@
+import { assert } from '../core/assert.js';
+import { AppError } from '../core/errors.js';
+import { isName, isUuid, newId } from '../core/ids.js';
+import { formatAmount, isCurrency } from '../core/money.js';
+import type { AccountRef, TransferStatus, TransferView } from '../core/transfer.js';
+import { isFinal, recover, step, type DurableState, type Outcome, type Tx } from '../coordinator/index.js';
+import type { Logger } from '../logging/logger.js';
+import type { GatewayStore, StoredTransfer } from './store.js';
+import { TransferDriver, systemClock, type BankClientSource, type Clock, type DriverLimits } from './transfer-driver.js';
+import type { CreateTransferInput, Transfers } from './transfers.js';
+
+// The Transfers implementation: idempotency (keys scoped to the owner, replays return the first
+// answer, STYLE §6), the in-flight bound, recovery at start and a graceful stop. The 2PC itself is
+// the pure coordinator (src/coordinator) executed by the TransferDriver.
+
+export interface TransferEngineLimits extends DriverLimits {
+  /** Transfers being driven at once (waiting for their answer or in phase 2). */
+  readonly inFlightTransfersMax: number;
+  /**
+   * How long a duplicate request waits for the first one still running in this process before
+   * TRANSFER_IN_PROGRESS. Default: prepareTimeoutMs + replyAckWaitMs, the first one's own bound.
+   */
+  readonly inProgressWaitMs?: number;
+}
+
+export interface TransferEngineOptions {
+  readonly store: GatewayStore;
+  readonly bankClients: BankClientSource;
+  /** `config.gateway` fits. */
+  readonly limits: TransferEngineLimits;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+}
+
+interface InFlight {
+  readonly tx: Tx;
+  readonly outcome: Promise<Outcome>;
+}
+
+type EngineState = 'new' | 'running' | 'stopping' | 'stopped';
+
+export class TransferEngine implements Transfers {
+  private readonly store: GatewayStore;
+  private readonly driver: TransferDriver;
+  private readonly limits: TransferEngineLimits;
+  private readonly logger: Logger;
+  private readonly clock: Clock;
+  /** Transfers whose caller is still waiting, by owner-scoped idempotency key. */
+  private readonly inFlight = new Map<string, InFlight>();
+  private state: EngineState = 'new';
+
+  constructor(options: TransferEngineOptions) {
+    const { limits } = options;
+    assert(limits.prepareTimeoutMs > 0 && limits.replyAckWaitMs > 0, 'transfer engine: timeouts must be positive');
+    assert(limits.commitRetryIntervalMs > 0 && limits.commitRetryIntervalMs <= limits.commitRetryMaxIntervalMs,
+      'transfer engine: need 0 < commitRetryIntervalMs <= commitRetryMaxIntervalMs');
+    assert(limits.inFlightTransfersMax > 0, 'transfer engine: inFlightTransfersMax must be positive');
+    this.store = options.store;
+    this.limits = limits;
+    this.logger = options.logger;
+    this.clock = options.clock ?? systemClock;
+    this.driver = new TransferDriver({
+      log: options.store,
+      bankClients: options.bankClients,
+      limits,
+      logger: options.logger,
+      clock: this.clock,
+    });
+  }
+
+  /** Transfers being driven now (answer pending or phase 2 in progress). */
+  get activeTransfers(): number {
+    return this.driver.active;
+  }
+
+  async start(): Promise<void> {
+    assert(this.state === 'new', `transfer engine: start() while ${this.state}`);
+    const rows = this.store.unfinished();
+    const { phases, effects } = recover(rows);
+    const undecided = rows.filter((r) => r.state === 'preparing').length;
+    for (const [txId, phase] of phases) {
+      const todo = effects.get(txId) ?? [];
+      if (isFinal(phase) && todo.length === 0) continue;
+      // Presumed-abort decisions are persisted inside run(), before start() resolves.
+      this.driver.run(phase, todo);
+    }
+    this.state = 'running';
+    this.logger.info('transfer recovery done', { unfinished: rows.length, presumedAborted: undecided, resumed: this.driver.active });
+  }
+
+  async create(owner: AccountRef, input: CreateTransferInput): Promise<TransferView> {
+    assertValid(owner, input);
+    assert(this.state !== 'new', 'transfer engine: create() before start()');
+    if (this.state !== 'running') throw new AppError('SHUTTING_DOWN', 'the gateway is shutting down; retry shortly');
+
+    const scope = scopeKey(owner, input.idempotencyKey);
+    const running = this.inFlight.get(scope);
+    if (running) {
+      assertSameParams(running.tx, input);
+      return this.awaitFirst(running);
+    }
+    // From the lookup to the begin record's INSERT nothing awaits, so no other create with the
+    // same key can slip in between (the UNIQUE constraint backs this up).
+    const stored = this.store.findByKey(owner, input.idempotencyKey);
+    if (stored) return this.replay(stored, input);
+
+    if (this.driver.active >= this.limits.inFlightTransfersMax) {
+      throw new AppError('OVERLOADED', `the gateway is handling ${this.driver.active} transfers, its limit; retry shortly`);
+    }
+    const tx: Tx = {
+      id: newId(),
+      idempotencyKey: input.idempotencyKey,
+      from: { bank: owner.bank, username: owner.username },
+      to: { bank: input.to.bank, username: input.to.username },
+      amountMinor: input.amountMinor,
+      currency: input.currency,
+      createdAtMs: this.clock.nowMs(),
+    };
+    const entry: InFlight = { tx, outcome: this.begin(tx) };
+    this.inFlight.set(scope, entry);
+    const forget = () => this.inFlight.delete(scope);
+    entry.outcome.then(forget, forget);
+    return viewOrThrow(tx, await entry.outcome);
+  }
+
+  get(owner: AccountRef, idempotencyKey: string): TransferView | undefined {
+    if (!this.store.isOpen) throw new AppError('SHUTTING_DOWN', 'the gateway is shutting down; retry shortly');
+    const stored = this.store.findByKey(owner, idempotencyKey);
+    return stored && viewOf(stored.tx, STATUS_OF[stored.state], stored.failure);
+  }
+
+  /** Unfinished (undecided or in-doubt) transfers for operators, oldest first. */
+  listUnfinished(limit: number): StoredTransfer[] {
+    return this.store.listUnfinished(limit);
+  }
+
+  async stop(graceMs: number): Promise<void> {
+    if (this.state === 'stopped' || this.state === 'stopping') return;
+    this.state = 'stopping';
+    // In-flight answers and phase-2 work both get the grace period; what is left is resumed by
+    // recovery at the next start.
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => { timer = setTimeout(resolve, graceMs); });
+    const answered = Promise.allSettled([...this.inFlight.values()].map((e) => e.outcome));
+    await Promise.race([Promise.all([answered, this.driver.idle()]), grace]);
+    clearTimeout(timer);
+    this.driver.stop();
+    this.store.close();
+    this.state = 'stopped';
+    this.logger.info('transfer engine stopped');
+  }
+
+  /** Persists the begin record (claiming the key) and starts 2PC; resolves with the outcome. */
+  private begin(tx: Tx): Promise<Outcome> {
+    const { phase, effects } = step(undefined, { type: 'begin', tx, nowMs: tx.createdAtMs }, this.limits);
+    return new Promise<Outcome>((resolve, reject) => {
+      this.driver.run(phase, effects, { onReply: resolve, onError: reject });
+    });
+  }
+
+  /** A duplicate of a request still running here: wait for the same run, never start another. */
+  private async awaitFirst(running: InFlight): Promise<TransferView> {
+    const waitMs = this.limits.inProgressWaitMs ?? this.limits.prepareTimeoutMs + this.limits.replyAckWaitMs;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), waitMs); });
+    try {
+      const first = await Promise.race([running.outcome, timeout]);
+      if (first === 'timeout') {
+        throw new AppError('TRANSFER_IN_PROGRESS', 'a transfer with this idempotency key is still running; retry shortly with the same key');
+      }
+      return viewOrThrow(running.tx, first);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** The stored answer to an earlier request with the same key. */
+  private replay(stored: StoredTransfer, input: CreateTransferInput): TransferView {
+    assertSameParams(stored.tx, input);
+    switch (stored.state) {
+      case 'committing':
+      case 'committed':
+        return viewOf(stored.tx, 'committed');
+      case 'aborting':
+      case 'aborted':
+        assert(stored.failure, `transfer ${stored.tx.id} is ${stored.state} without a failure`);
+        throw AppError.from(stored.failure);
+      case 'preparing':
+        // Undecided and not running in this process (recovery decides every such row at start,
+        // so only a run that failed mid-way leaves one): the next start resolves it.
+        throw new AppError('TRANSFER_IN_PROGRESS', 'a transfer with this idempotency key is not finished yet; retry later with the same key');
+    }
+  }
+}
+
+const STATUS_OF: Readonly<Record<DurableState, TransferStatus>> = {
+  preparing: 'pending',
+  // The commit decision is durable and final; phase 2 only delivers it.
+  committing: 'committed',
+  committed: 'committed',
+  aborting: 'aborted',
+  aborted: 'aborted',
+};
+
+function scopeKey(owner: AccountRef, idempotencyKey: string): string {
+  return `${owner.bank}\u0000${owner.username}\u0000${idempotencyKey}`;
+}
+
+function assertValid(owner: AccountRef, input: CreateTransferInput): void {
+  // The gateway service validates requests; reaching here with bad input is a bug.
+  assert(isName(owner.bank) && isName(owner.username), 'create: invalid owner');
+  assert(isName(input.to.bank) && isName(input.to.username), 'create: invalid recipient');
+  assert(isUuid(input.idempotencyKey), 'create: idempotency key must be a UUID');
+  assert(typeof input.amountMinor === 'bigint' && input.amountMinor > 0n, 'create: amount must be a positive bigint');
+  assert(isCurrency(input.currency), `create: unknown currency ${input.currency}`);
+  assert(owner.bank !== input.to.bank || owner.username !== input.to.username, 'create: same account');
+}
+
+function assertSameParams(tx: Tx, input: CreateTransferInput): void {
+  const same = tx.to.bank === input.to.bank && tx.to.username === input.to.username
+    && tx.amountMinor === input.amountMinor && tx.currency === input.currency;
+  if (!same) {
+    throw new AppError(
+      'IDEMPOTENCY_KEY_REUSED',
+      `idempotency key ${tx.idempotencyKey} was already used for a transfer of ${formatAmount(tx.amountMinor, tx.currency)} ${tx.currency} `
+        + `to ${tx.to.username}@${tx.to.bank}; use a new key for a different transfer`,
+    );
+  }
+}
+
+function viewOf(tx: Tx, status: TransferStatus, failure?: StoredTransfer['failure']): TransferView {
+  return {
+    transactionId: tx.id,
+    idempotencyKey: tx.idempotencyKey,
+    from: tx.from,
+    to: tx.to,
+    amountMinor: tx.amountMinor,
+    currency: tx.currency,
+    status,
+    ...(failure ? { failure } : {}),
+    createdAtMs: tx.createdAtMs,
+  };
+}
+
+function viewOrThrow(tx: Tx, outcome: Outcome): TransferView {
+  if (outcome.kind === 'aborted') throw AppError.from(outcome.failure);
+  return viewOf(tx, 'committed');
+}
