@@ -1,0 +1,22 @@
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../logging/logger.js';
+import type { BankClients } from './bank-clients.js';
+import { openGatewayStore } from './store.js';
+import { TransferEngine } from './transfer-engine.js';
+import type { Transfers } from './transfers.js';
+
+// The one place where the gateway server meets the transfer engine: the gateway's durable store
+// in its data folder, the shared bank channels, and the limits from config.
+
+export interface TransfersDeps {
+  readonly config: Config;
+  readonly bankClients: BankClients;
+  readonly logger: Logger;
+}
+
+export type OpenTransfers = (deps: TransfersDeps) => Promise<Transfers> | Transfers;
+
+export const openTransferEngine: OpenTransfers = ({ config, bankClients, logger }) => {
+  const store = openGatewayStore(config.gateway.dataDir);
+  return new TransferEngine({ store, bankClients, limits: config.gateway, logger });
+};

@@ -1,0 +1,118 @@
+import fs from 'node:fs';
+import type { JSONWebKeySet } from 'jose';
+import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
+import type { Config } from '../config/schema.js';
+import type { Discovery } from '../discovery/discovery.js';
+import { GatewayServiceDefinition } from '../gen/payments/v1/gateway.js';
+import { createNodeServer, listenTls } from '../grpc/server.js';
+import type { Logger } from '../logging/logger.js';
+import { authMiddleware } from '../middleware/server/auth.js';
+import { loadTls, type TlsMaterial } from '../tls/credentials.js';
+import { BankClients } from './bank-clients.js';
+import { openTransferEngine, type OpenTransfers } from './engine-wiring.js';
+import { Revocations } from './revocations.js';
+import { createGatewayService, GATEWAY_PUBLIC_METHODS, GATEWAY_REVOKED_TOKEN_METHODS } from './service.js';
+import { publicJwks } from './token-keys.js';
+import { Tokens } from './tokens.js';
+import type { Transfers } from './transfers.js';
+
+// Builds and starts the gateway node: signing key, logout denylist, bank channels, transfer engine
+// (recovered before the first call is accepted) and the gRPC server with mutual TLS.
+
+export interface GatewayServerOptions {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly discovery: Discovery;
+  /** Defaults to the certificates in config tls.dir for identity tls.gatewayIdentity. */
+  readonly tls?: TlsMaterial;
+  /** Defaults to the real transfer engine over the gateway's store (src/gateway/engine-wiring.ts). */
+  readonly openTransfers?: OpenTransfers;
+}
+
+export interface RunningGateway {
+  readonly port: number;
+  /** The token verification key set, for publication (e.g. through Consul). */
+  readonly jwks: JSONWebKeySet;
+  /**
+   * Stops accepting calls and lets in-flight ones finish (cancelling them after graceMs), stops the
+   * transfer engine, then closes the stores and bank channels. Calling it again returns the same promise.
+   */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export async function startGatewayServer(options: GatewayServerOptions): Promise<RunningGateway> {
+  const { config, logger, discovery } = options;
+  const limits = config.gateway;
+  const tls = options.tls ?? loadTls(config.tls.dir, config.tls.gatewayIdentity);
+  fs.mkdirSync(limits.dataDir, { recursive: true });
+
+  // What stop() (or a failed start) closes, newest first: server, engine, channels, denylist.
+  const closers: ((graceMs: number) => Promise<void> | void)[] = [];
+  const closeAll = async (graceMs: number) => {
+    for (const close of closers.splice(0).reverse()) await close(graceMs);
+  };
+  try {
+    const tokens = await Tokens.open(limits.dataDir, { ttlSeconds: limits.tokenTtlSeconds });
+    const revocations = Revocations.open(limits.dataDir);
+    closers.push(() => revocations.close());
+    const bankClients = new BankClients(discovery, tls, logger, {
+      callTimeoutMs: limits.bankCallTimeoutMs,
+      retryMaxAttempts: limits.bankCallRetryMaxAttempts,
+      retryBaseDelayMs: limits.bankCallRetryBaseDelayMs,
+      retryMaxDelayMs: limits.bankCallRetryMaxDelayMs,
+    });
+    closers.push(() => bankClients.close());
+    const transfers: Transfers = await (options.openTransfers ?? openTransferEngine)({ config, bankClients, logger });
+    closers.push((graceMs) => transfers.stop(graceMs));
+
+    // Recovery runs before the server accepts a single call.
+    await transfers.start();
+
+    const health = HealthState();
+    const server = createNodeServer(logger);
+    // Health stays outside the token check so that Consul's checks reach it.
+    server.add(HealthDefinition, HealthServiceImpl(health));
+    server
+      .with(authMiddleware({ tokens, revocations, publicMethods: GATEWAY_PUBLIC_METHODS, revokedTokenMethods: GATEWAY_REVOKED_TOKEN_METHODS }))
+      .add(GatewayServiceDefinition, createGatewayService({ banks: bankClients, discovery, transfers, tokens, revocations, limits }));
+    const port = await listenTls(server, limits.host, limits.port, tls);
+    closers.push((graceMs) => shutdownWithin(server, graceMs));
+    health.setStatus('healthy');
+    logger.info('gateway started', { port, dataDir: limits.dataDir, kid: tokens.key.kid });
+
+    let stopped: Promise<void> | undefined;
+    const stop = async (graceMs: number) => {
+      health.setStatus('unhealthy');
+      await closeAll(graceMs);
+      logger.info('gateway stopped');
+    };
+    return {
+      port,
+      jwks: publicJwks(tokens.key),
+      stop(graceMs = limits.shutdownGraceMs) {
+        stopped ??= stop(graceMs);
+        return stopped;
+      },
+    };
+  } catch (err) {
+    await closeAll(limits.shutdownGraceMs);
+    throw err;
+  }
+}
+
+/** Graceful shutdown, bounded: calls still running after graceMs are cancelled. */
+async function shutdownWithin(server: { shutdown(): Promise<void>; forceShutdown(): void }, graceMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const graceful = server.shutdown();
+  const expired = new Promise<'expired'>((resolve) => {
+    timer = setTimeout(() => resolve('expired'), graceMs);
+  });
+  try {
+    if ((await Promise.race([graceful, expired])) === 'expired') {
+      server.forceShutdown();
+      await graceful;
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}

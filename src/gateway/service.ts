@@ -1,0 +1,134 @@
+import type { CallContext } from 'nice-grpc-common';
+import { AppError } from '../core/errors.js';
+import type { AccountRef, Identity } from '../core/transfer.js';
+import type { Discovery } from '../discovery/discovery.js';
+import {
+  GatewayServiceDefinition,
+  type GatewayServiceImplementation,
+  type LoginRequest,
+} from '../gen/payments/v1/gateway.js';
+import type { AuthContext } from '../middleware/server/auth.js';
+import { callBank } from './bank-errors.js';
+import type { BankClient } from './bank-clients.js';
+import { toAccount, toHistoryEntry, toTransfer } from './convert.js';
+import type { Transfers } from './transfers.js';
+import type { IssuedToken } from './tokens.js';
+import { pageSizeOf, validateCreateTransfer, validateIdempotencyKey, validateLogin } from './validate.js';
+
+// The client-facing GatewayService. Every method but Login runs behind the auth middleware and acts
+// only on the caller's own account: the account always comes from the verified token, never from
+// the request.
+
+const methodPath = (name: string) => `/${GatewayServiceDefinition.fullName}/${name}`;
+
+/** Callable without a token. */
+export const GATEWAY_PUBLIC_METHODS: ReadonlySet<string> = new Set([methodPath(GatewayServiceDefinition.methods.login.name)]);
+
+/** Accept a revoked (otherwise valid) token, so that repeating a Logout succeeds. */
+export const GATEWAY_REVOKED_TOKEN_METHODS: ReadonlySet<string> = new Set([
+  methodPath(GatewayServiceDefinition.methods.logout.name),
+]);
+
+export interface GatewayServiceDeps {
+  readonly banks: { get(bank: string): BankClient | undefined };
+  readonly discovery: Pick<Discovery, 'bank'>;
+  readonly transfers: Transfers;
+  readonly tokens: { issue(account: AccountRef): Promise<IssuedToken> };
+  readonly revocations: { revoke(tokenId: string, expiresAtMs: number): void };
+  readonly limits: {
+    /** Decimal string (int64), as in config. */
+    readonly maxTransferAmountMinor: string;
+    readonly historyPageSizeDefault: number;
+    readonly historyPageSizeMax: number;
+  };
+}
+
+export type GatewayService = GatewayServiceImplementation<{ auth: Identity }>;
+
+export function createGatewayService(deps: GatewayServiceDeps): GatewayService {
+  const maxTransferAmountMinor = BigInt(deps.limits.maxTransferAmountMinor);
+  const isKnownBank = (bank: string) => deps.discovery.bank(bank) !== undefined;
+
+  /** The client of the caller's own bank; it was known at login, so losing it is an outage. */
+  function ownBank(account: AccountRef): BankClient {
+    const client = deps.banks.get(account.bank);
+    if (!client) throw new AppError('BANK_UNAVAILABLE', `bank ${account.bank} is unavailable; try again later`);
+    return client;
+  }
+
+  return {
+    // Public: the context carries no caller, and the type says so.
+    async login(request: LoginRequest, context: CallContext) {
+      const input = validateLogin(request);
+      if (!input.ok) throw AppError.from(input);
+      const { bank, username, password } = input.value;
+      const client = deps.banks.get(bank);
+      if (!client) throw new AppError('BANK_NOT_FOUND', `no bank named "${bank}"`);
+      try {
+        await callBank(bank, () => client.authenticate({ username, password }, { signal: context.signal }));
+      } catch (err) {
+        // An unknown user and a wrong password look the same from outside: no account probing.
+        if (err instanceof AppError && err.reason === 'ACCOUNT_NOT_FOUND') {
+          throw new AppError('INVALID_CREDENTIALS', 'wrong username or password');
+        }
+        throw err;
+      }
+      const account = { bank, username };
+      const balance = await callBank(bank, () => client.getBalance({ username }, { signal: context.signal }));
+      const issued = await deps.tokens.issue(account);
+      return {
+        accessToken: issued.token,
+        expireTime: new Date(issued.expiresAtMs),
+        account: toAccount(account, balance),
+      };
+    },
+
+    async logout(_request, context: AuthContext) {
+      deps.revocations.revoke(context.auth.tokenId, context.auth.expiresAtMs);
+      return {};
+    },
+
+    async getBalance(_request, context: AuthContext) {
+      const me = accountOf(context.auth);
+      const client = ownBank(me);
+      const balance = await callBank(me.bank, () => client.getBalance({ username: me.username }, { signal: context.signal }));
+      return { account: toAccount(me, balance) };
+    },
+
+    async listTransactions(request, context: AuthContext) {
+      const me = accountOf(context.auth);
+      const pageSize = pageSizeOf(request.pageSize, deps.limits);
+      if (!pageSize.ok) throw AppError.from(pageSize);
+      const client = ownBank(me);
+      const page = await callBank(me.bank, () =>
+        client.listTransactions(
+          { username: me.username, pageSize: pageSize.value, pageToken: request.pageToken },
+          { signal: context.signal },
+        ),
+      );
+      return { entries: page.entries.map(toHistoryEntry), nextPageToken: page.nextPageToken };
+    },
+
+    async getTransfer(request, context: AuthContext) {
+      const key = validateIdempotencyKey(request.idempotencyKey);
+      if (!key.ok) throw AppError.from(key);
+      const view = deps.transfers.get(accountOf(context.auth), key.value);
+      if (!view) throw new AppError('TRANSFER_NOT_FOUND', `you have no transfer with idempotency key ${key.value}`);
+      return { transfer: toTransfer(view) };
+    },
+
+    async createTransfer(request, context: AuthContext) {
+      // The payer is the authenticated caller: a user can debit only their own account.
+      const payer = accountOf(context.auth);
+      const input = validateCreateTransfer(request, payer, { maxTransferAmountMinor, isKnownBank });
+      if (!input.ok) throw AppError.from(input);
+      const view = await deps.transfers.create(payer, input.value);
+      return { transfer: toTransfer(view) };
+    },
+  };
+}
+
+/** Just the account of an identity (no token id travels further). */
+function accountOf(identity: Identity): AccountRef {
+  return { bank: identity.bank, username: identity.username };
+}
