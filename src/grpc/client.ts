@@ -42,7 +42,7 @@ export function createNodeClient<D extends CompatServiceDefinition>(
   const channel = createChannel(address, channelCredentials(tls), {
     // Fail a call fast while the peer is down instead of queueing it until the deadline.
     'grpc.initial_reconnect_backoff_ms': 200,
-    'grpc.max_reconnect_backoff_ms': 2000,
+    'grpc.max_reconnect_backoff_ms': 1000,
   });
   const client = createClientFactory()
     .use(clientLoggingMiddleware(logger, address))

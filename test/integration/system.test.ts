@@ -216,9 +216,17 @@ describe('system: gateway + two banks over mTLS', function () {
     } finally {
       await cluster.startBank('BankB');
     }
-    // The bank is back: transfers flow again.
-    const ok = await transfer(alice, ['BankB', 'bob'], 5n);
-    expect(ok.transfer?.status).to.equal(TransferStatus.TRANSFER_STATUS_COMMITTED);
+    // The bank is back: once the gateway's channel has reconnected (bounded backoff), transfers
+    // flow again. Each try is a new transfer (a new key): a refused key keeps its refusal.
+    await eventually(async () => {
+      try {
+        const ok = await transfer(alice, ['BankB', 'bob'], 5n);
+        return ok.transfer?.status === TransferStatus.TRANSFER_STATUS_COMMITTED;
+      } catch (e) {
+        if (reasonOf(e) !== 'BANK_UNAVAILABLE') throw e;
+        return false;
+      }
+    }, 5_000);
   });
 
   it('survives many concurrent transfers between all accounts', async () => {
