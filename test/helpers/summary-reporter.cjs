@@ -7,11 +7,10 @@ class SummaryReporter extends Mocha.reporters.Spec {
     super(runner, options);
     runner.once(Mocha.Runner.constants.EVENT_RUN_END, () => {
       const s = runner.stats || {};
-      // Printed after the spec epilogue.
-      setImmediate(() => {
-        const skipped = s.pending ? `, ${s.pending} skipped` : '';
-        process.stdout.write(`\n${s.passes || 0} passed, ${s.failures || 0} failed${skipped}\n`);
-      });
+      // Registered after Spec's own listener, so this follows the epilogue. Synchronous: with
+      // --exit mocha ends the process right after this event.
+      const skipped = s.pending ? `, ${s.pending} skipped` : '';
+      process.stdout.write(`\n${s.passes || 0} passed, ${s.failures || 0} failed${skipped}\n`);
     });
   }
 }
