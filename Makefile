@@ -6,7 +6,7 @@ CONFIG ?= config.json
 CERTS ?= certs
 RUN := data/run
 
-.PHONY: help install gen lint typecheck certs seed gateway bank client demo up stop status test clean
+.PHONY: help install gen lint typecheck certs seed gateway bank client demo up stop status test clean consul consul-install consul-stop chaos
 
 help:
 	@echo "make demo              install, generate, certs, start 2 banks + gateway, show a transfer"
@@ -17,6 +17,11 @@ help:
 	@echo "make client            interactive client (make client ARGS='balance')"
 	@echo "make certs             local CA and mTLS certificates in $(CERTS)/"
 	@echo "make seed              demo users at every bank in $(CONFIG)"
+	@echo "make bench             benchmark: launch 2 banks + gateway, C=32 for 10 s (BENCH_ARGS='-c 8 --json')"
+	@echo "make bench-sweep       C = 1, 8, 32, 128; table into docs/benchmarks.md (BENCH_LABEL, BENCH_ARGS)"
+	@echo "make chaos             the chaos test for CHAOS_SECONDS (default 600), seed CHAOS_SEED (default random)"
+	@echo "make consul            install Consul into ./tools if missing, start a local dev agent (http $(CONSUL_HTTP_PORT))"
+	@echo "make consul-stop       stop that agent"
 
 # npm ci only when the lock file changed; `prepare` runs buf generate.
 node_modules/.install-stamp: package-lock.json package.json
@@ -52,20 +57,50 @@ bank: gen certs
 client: gen certs
 	bin/client --config $(CONFIG) $(ARGS)
 
+# Consul when it can be had (installed into ./tools, dev agent started), else static discovery with a
+# notice; data/run/discovery.env carries the choice to the nodes and the demo client.
 up: seed
-	scripts/up.sh $(CONFIG) $(BANKS)
+	scripts/consul-up.sh $(CERTS)
+	env $$(cat $(RUN)/discovery.env 2>/dev/null) scripts/up.sh $(CONFIG) $(BANKS)
 
 stop:
 	scripts/stop.sh
+	scripts/consul-dev.sh stop
+
+CONSUL_HTTP_PORT ?= 18500
+export CONSUL_HTTP_PORT
+
+consul-install:
+	scripts/install-consul.sh
+
+consul: certs consul-install
+	scripts/consul-dev.sh start $(CERTS)
+
+consul-stop:
+	scripts/consul-dev.sh stop
 
 status:
 	@scripts/status.sh
 
 demo: up
-	scripts/demo.sh $(CONFIG)
+	env $$(cat $(RUN)/discovery.env 2>/dev/null) scripts/demo.sh $(CONFIG)
 
 test: gen lint typecheck
 	npm test --silent
+
+# Benchmarks (docs/benchmarks.md). Each launches its own system in a temp folder.
+BENCH_ARGS ?=
+BENCH_LABEL ?= latest
+.PHONY: bench bench-sweep
+bench: gen
+	bin/bench $(BENCH_ARGS)
+
+bench-sweep: gen
+	bin/bench --sweep 1,8,32,128 --docs docs/benchmarks.md --label "$(BENCH_LABEL)" $(BENCH_ARGS)
+
+# The chaos test alone, longer than in `make test`: CHAOS_SECONDS=600 CHAOS_SEED=123 make chaos
+chaos: gen
+	CHAOS_SECONDS=$${CHAOS_SECONDS:-600} npx mocha test/integration/chaos.test.ts
 
 clean: stop
 	rm -rf data logs src/gen

@@ -1,8 +1,10 @@
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
-import { addUser, formatInDoubt, formatTotals, seed } from '../src/bank/admin.js';
+import { addUser, bulkSeed, fillHistory, formatInDoubt, formatTotals, seed } from '../src/bank/admin.js';
 import { Ledger } from '../src/bank/ledger.js';
 import { startBankServer } from '../src/bank/server.js';
+import { createDiscovery, loadNodeTls, type DiscoverySetup } from '../src/discovery/create.js';
+import { bankServiceSpec } from '../src/discovery/registration.js';
 import { loadConfigOrExit } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
 import { toJson } from '../src/core/json.js';
@@ -18,7 +20,11 @@ const USAGE = `usage:
                     (--password P | --password-stdin)                 create an account
   bin/bank seed --name BANK                                           add the demo users if missing
   bin/bank in-doubt --name BANK [--limit N] [--json]                  list prepared transactions
-  bin/bank total --name BANK [--json]                                 sum of balances and holds`;
+  bin/bank total --name BANK [--json]                                 sum of balances and holds
+  bin/bank bulk-seed --name BANK --count M [--prefix u] --currency CUR --balance AMOUNT
+                    (--password P | --password-stdin)                 M benchmark accounts, one shared hash
+  bin/bank fill-history --name BANK --rows R --count M [--prefix u] [--counterparty BANK]
+                                                                      R synthetic history rows (benchmarks)`;
 
 /** Default bound of the in-doubt listing. */
 const IN_DOUBT_LIST_MAX = 1000;
@@ -42,6 +48,10 @@ function parse() {
         password: { type: 'string' },
         'password-stdin': { type: 'boolean' },
         limit: { type: 'string' },
+        count: { type: 'string' },
+        prefix: { type: 'string' },
+        rows: { type: 'string' },
+        counterparty: { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -56,7 +66,7 @@ if (args.help) {
   process.stdout.write(`${USAGE}\n`);
   process.exit(0);
 }
-const COMMANDS = ['serve', 'add-user', 'seed', 'in-doubt', 'total'];
+const COMMANDS = ['serve', 'add-user', 'seed', 'in-doubt', 'total', 'bulk-seed', 'fill-history'];
 const command = positionals[0] ?? 'serve';
 if (!COMMANDS.includes(command)) usageExit(`unknown command "${command}"`);
 if (positionals.length > 1) usageExit(`unexpected arguments: ${positionals.slice(1).join(' ')}`);
@@ -71,16 +81,26 @@ if (!bankNode) {
 
 async function serve(cfg: Config): Promise<void> {
   const logger = createLogger({ node: name, ...cfg.logging });
+  let setup: DiscoverySetup | undefined;
   try {
-    const bank = await startBankServer(cfg, name, logger);
-    announceListening(name, bank.port);
+    setup = await createDiscovery(cfg, logger, 'bank');
+    const discovery = setup;
+    const tls = await loadNodeTls(cfg, setup, name, logger);
+    const bank = await startBankServer(cfg, name, logger, {
+      discovery: setup.discovery,
+      tls,
+      registrar: setup.registrar(bankServiceSpec(cfg.consul, name, bankNode!.host)),
+    });
+    announceListening(name, bank.port, { discovery: setup.mode });
     onShutdownSignal(async (signal) => {
       logger.info('shutting down', { signal });
       await bank.stop();
+      await discovery.close();
       await closeLogger(logger);
     }, cfg.bank.shutdownGraceMs);
   } catch (err) {
     logger.error('bank failed to start', { error: err instanceof Error ? err.message : String(err) });
+    await setup?.close();
     await closeLogger(logger);
     process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
@@ -141,7 +161,35 @@ async function admin(dataDir: string): Promise<number> {
   }
 }
 
-if (command === 'serve') {
+/** bulk-seed and fill-history write with their own connection (src/bank/bulk-seed.ts). */
+async function bulk(dataDir: string): Promise<number> {
+  const count = Number(args.count ?? usageExit('--count M is required'));
+  if (!Number.isInteger(count) || count <= 0) usageExit('--count must be a positive integer');
+  const prefix = args.prefix ?? 'u';
+  const progress = (what: string, total: number) => (done: number) => {
+    process.stderr.write(`${name}: ${done}/${total} ${what}\r`);
+  };
+  if (command === 'bulk-seed') {
+    const currency = args.currency ?? usageExit('--currency CUR is required');
+    const amount = parseAmount(args.balance ?? usageExit('--balance AMOUNT is required'), currency);
+    if (!amount.ok) usageExit(`--balance: ${amount.message}`);
+    const r = await bulkSeed(dataDir, { prefix, count, currency, balanceMinor: amount.value, password: await readPassword() },
+      progress('accounts', count));
+    if (!r.ok) usageExit(r.message);
+    process.stdout.write(`\n${name}: ${r.value.inserted} accounts created (${count - r.value.inserted} existed) in ${r.value.elapsedMs} ms\n`);
+    return 0;
+  }
+  const rows = Number(args.rows ?? usageExit('--rows R is required'));
+  const r = fillHistory(dataDir, name, { rows, prefix, accounts: count, counterpartyBank: args.counterparty ?? 'Filler' },
+    progress('history rows', rows));
+  if (!r.ok) usageExit(r.message);
+  process.stdout.write(`\n${name}: ${r.value.inserted} history rows added in ${r.value.elapsedMs} ms\n`);
+  return 0;
+}
+
+if (command === 'bulk-seed' || command === 'fill-history') {
+  process.exitCode = await bulk(bankNode.dataDir);
+} else if (command === 'serve') {
   await serve(config);
 } else {
   process.exitCode = await admin(bankNode.dataDir);

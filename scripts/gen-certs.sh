@@ -36,7 +36,9 @@ issue() {
 issue gateway gateway serverAuth,clientAuth
 issue client client clientAuth
 issue intruder intruder serverAuth,clientAuth
+# The Consul agent presents this one when it runs the gRPC health checks (enable_agent_tls_for_checks).
+issue consul consul clientAuth
 for b in "${banks[@]}"; do issue "$b" "$b" serverAuth,clientAuth; done
 chmod 644 "$dir/ca.crt"
 chmod 600 "$dir/ca.key"
-echo "certificates in $dir: gateway client intruder ${banks[*]}"
+echo "certificates in $dir: gateway client intruder consul ${banks[*]}"

@@ -1,6 +1,7 @@
 import { fail, ok, type Result } from '../core/errors.js';
 import { isName } from '../core/ids.js';
 import { formatAmount, isCurrency, parseAmount } from '../core/money.js';
+import { bulkFillHistory, bulkSeedAccounts, type BulkResult } from './bulk-seed.js';
 import type { InDoubtTx, Ledger, Totals } from './ledger.js';
 import { hashPassword, PASSWORD_LENGTH_MAX_CHARS } from './passwords.js';
 
@@ -91,4 +92,41 @@ export function formatTotals(bank: string, t: Totals): string {
   }
   lines.push(`  total minor units: balance ${t.balanceMinor}  held ${t.heldMinor}`);
   return lines.join('\n');
+}
+
+export interface BulkSeedInput {
+  readonly prefix: string;
+  readonly count: number;
+  readonly currency: string;
+  readonly balanceMinor: bigint;
+  /** Every seeded account gets this password (one argon2id hash, computed once). */
+  readonly password: string;
+}
+
+/** `bin/bank bulk-seed`: many benchmark accounts sharing one password hash (src/bank/bulk-seed.ts). */
+export async function bulkSeed(dataDir: string, input: BulkSeedInput, onProgress?: (done: number) => void): Promise<Result<BulkResult>> {
+  if (!Number.isInteger(input.count) || input.count <= 0) return fail('INVALID_ARGUMENT', '--count must be a positive integer');
+  if (!isName(`${input.prefix}${input.count - 1}`)) return fail('INVALID_ARGUMENT', `prefix "${input.prefix}" does not make valid user names`);
+  if (!isCurrency(input.currency)) return fail('INVALID_CURRENCY', `unknown currency "${input.currency}"`);
+  if (input.balanceMinor < 0n) return fail('INVALID_AMOUNT', 'opening balance must not be negative');
+  if (input.password.length === 0 || input.password.length > PASSWORD_LENGTH_MAX_CHARS) {
+    return fail('INVALID_ARGUMENT', `password must have 1 to ${PASSWORD_LENGTH_MAX_CHARS} characters`);
+  }
+  const passwordHash = await hashPassword(input.password);
+  return ok(bulkSeedAccounts(dataDir, { ...input, passwordHash }, onProgress));
+}
+
+export interface FillHistoryInput {
+  readonly rows: number;
+  readonly prefix: string;
+  readonly accounts: number;
+  readonly counterpartyBank: string;
+}
+
+/** `bin/bank fill-history`: synthetic committed history rows, balances unchanged (src/bank/bulk-seed.ts). */
+export function fillHistory(dataDir: string, bank: string, input: FillHistoryInput, onProgress?: (done: number) => void): Result<BulkResult> {
+  if (!Number.isInteger(input.rows) || input.rows <= 0) return fail('INVALID_ARGUMENT', '--rows must be a positive integer');
+  if (!Number.isInteger(input.accounts) || input.accounts <= 0) return fail('INVALID_ARGUMENT', '--count must be a positive integer');
+  if (!isName(input.counterpartyBank)) return fail('INVALID_ARGUMENT', '--counterparty must be a bank name');
+  return ok(bulkFillHistory(dataDir, bank, input, onProgress));
 }

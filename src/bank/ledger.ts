@@ -169,6 +169,9 @@ export class Ledger {
       inDoubt: db.prepare(
         `SELECT id, created_at FROM transactions WHERE state = 'prepared' ORDER BY created_at, id LIMIT ?`,
       ),
+      preparedBefore: db.prepare(
+        `SELECT id FROM transactions WHERE state = 'prepared' AND created_at < ? ORDER BY created_at, id LIMIT ?`,
+      ),
       totals: db.prepare(
         `SELECT currency, COUNT(*) AS accounts, COALESCE(SUM(balance_minor), 0) AS balance,
            COALESCE(SUM(held_minor), 0) AS held
@@ -287,6 +290,12 @@ export class Ledger {
         legs: (this.sql.legs.all(r.id) as Row[]).map(toLeg),
       })),
     )();
+  }
+
+  /** Ids of transactions prepared before `beforeMs` and still undecided here, oldest first. */
+  preparedBefore(beforeMs: number, limit: number): string[] {
+    assert(Number.isInteger(limit) && limit > 0, 'preparedBefore: limit must be a positive integer');
+    return (this.sql.preparedBefore.all(beforeMs, limit) as Row[]).map((r) => r.id as string);
   }
 
   /** Sums of balances and holds, overall and per currency (money conservation checks). */

@@ -3,9 +3,14 @@ import { BankServiceDefinition } from '../gen/bank/v1/bank.js';
 import { createNodeServer, listenTls } from '../grpc/server.js';
 import type { Logger } from '../logging/logger.js';
 import { peerAllowlistMiddleware } from '../middleware/server/peer-allowlist.js';
-import { loadTls } from '../tls/credentials.js';
+import { loadTls, type TlsMaterial } from '../tls/credentials.js';
+import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
+import { NO_REGISTRATION, type Registrar } from '../discovery/registration.js';
+import { StaticDiscovery } from '../discovery/static.js';
+import type { Discovery } from '../discovery/discovery.js';
 import { Ledger } from './ledger.js';
 import { bankService } from './service.js';
+import { GatewayDecisionSource, InDoubtResolver } from './termination.js';
 
 // Builds and starts one bank node: ledger + gRPC server with mutual TLS, callable only by the gateway.
 
@@ -21,15 +26,33 @@ export class UnknownBankError extends Error {
   override name = 'UnknownBankError';
 }
 
-export async function startBankServer(config: Config, name: string, logger: Logger): Promise<RunningBank> {
+export interface BankServerOptions {
+  /** Where the in-doubt resolver finds the gateway; defaults to the static addresses in config. */
+  readonly discovery?: Pick<Discovery, 'gateway'>;
+  /** Registration with Consul once listening; removed first on stop. Defaults to none (static discovery). */
+  readonly registrar?: Registrar;
+  /** Defaults to the certificates in config tls.dir for identity `name` (e.g. with the CA from Consul KV). */
+  readonly tls?: TlsMaterial;
+}
+
+export async function startBankServer(
+  config: Config,
+  name: string,
+  logger: Logger,
+  options: BankServerOptions = {},
+): Promise<RunningBank> {
   const node = config.banks[name];
   if (!node) {
     const known = Object.keys(config.banks).join(', ') || 'none';
     throw new UnknownBankError(`bank "${name}" is not in the configuration (known: ${known})`);
   }
-  const tls = loadTls(config.tls.dir, name);
+  const tls = options.tls ?? loadTls(config.tls.dir, name);
   const ledger = Ledger.open(node.dataDir);
   const server = createNodeServer(logger);
+  // gRPC health, outside the peer allowlist so Consul's checks reach it; NOT_SERVING until listening.
+  const health = HealthState();
+  health.setStatus('unhealthy');
+  server.add(HealthDefinition, HealthServiceImpl(health));
   server.with(peerAllowlistMiddleware([config.tls.gatewayIdentity])).add(BankServiceDefinition, bankService(ledger, config.bank));
   let port: number;
   try {
@@ -38,6 +61,14 @@ export async function startBankServer(config: Config, name: string, logger: Logg
     ledger.close();
     throw err;
   }
+  // Legs prepared for too long: ask the gateway (with this bank's certificate) for the outcome.
+  const decisions = new GatewayDecisionSource(options.discovery ?? new StaticDiscovery(config), tls, logger,
+    config.bank.inDoubtQueryTimeoutMs);
+  const inDoubt = new InDoubtResolver(ledger, decisions, config.bank, logger);
+  inDoubt.start();
+  health.setStatus('healthy');
+  const registrar = options.registrar ?? NO_REGISTRATION;
+  await registrar.register(port);
   logger.info('bank started', { port, ledger: ledger.file });
   let stopped: Promise<void> | undefined;
   return {
@@ -45,7 +76,8 @@ export async function startBankServer(config: Config, name: string, logger: Logg
     port,
     ledger,
     stop() {
-      stopped ??= server.shutdown().finally(() => {
+      // Out of Consul first, so the gateway stops routing here; then drain.
+      stopped ??= registrar.deregister().then(() => health.setStatus('unhealthy')).then(() => Promise.all([inDoubt.stop(), server.shutdown()])).then(() => undefined).finally(() => {
         ledger.close();
         logger.info('bank stopped');
       });

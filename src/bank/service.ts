@@ -1,5 +1,6 @@
 import { assert } from '../core/assert.js';
 import { AppError, type Result } from '../core/errors.js';
+import { failpoint } from '../failpoints/index.js';
 import {
   EntryDirection,
   TransactionState,
@@ -9,7 +10,7 @@ import {
 } from '../gen/bank/v1/bank.js';
 import type { Ledger, HistoryRow } from './ledger.js';
 import { decodePageToken, encodePageToken } from './page-token.js';
-import type { TxState } from './participant.js';
+import type { Leg, TxState } from './participant.js';
 import { PASSWORD_LENGTH_MAX_CHARS, primeUnknownUserHash, verifyPassword } from './passwords.js';
 import { legFromRequest, requireName, requireTxId } from './validate.js';
 
@@ -60,6 +61,12 @@ export function bankService(ledger: Ledger, limits: BankServiceLimits): BankServ
   assert(limits.historyPageSizeDefault <= limits.historyPageSizeMax, 'history page size default exceeds max');
   primeUnknownUserHash();
   const invalidCredentials = () => new AppError('INVALID_CREDENTIALS', 'unknown user or wrong password');
+  const prepare = (leg: Leg) => {
+    const result = ledger.prepare(leg);
+    // The leg (a debit's hold) is durable and the YES vote not yet sent.
+    if (result.ok && result.value === 'insert') failpoint('bank.after_prepare_persisted', leg.kind);
+    return result;
+  };
 
   return {
     async authenticate(req) {
@@ -104,19 +111,23 @@ export function bankService(ledger: Ledger, limits: BankServiceLimits): BankServ
     },
 
     async prepareDebit(req) {
-      return voteOf(ledger.prepare(legFromRequest('debit', req)));
+      return voteOf(prepare(legFromRequest('debit', req)));
     },
 
     async prepareCredit(req) {
-      return voteOf(ledger.prepare(legFromRequest('credit', req)));
+      return voteOf(prepare(legFromRequest('credit', req)));
     },
 
     async commit(req) {
-      return { state: stateOf(ledger.commit(requireTxId(req.transactionId))) };
+      const state = ledger.commit(requireTxId(req.transactionId));
+      failpoint('bank.after_commit_applied');
+      return { state: stateOf(state) };
     },
 
     async abort(req) {
-      return { state: stateOf(ledger.abort(requireTxId(req.transactionId))) };
+      const state = ledger.abort(requireTxId(req.transactionId));
+      failpoint('bank.after_abort_applied');
+      return { state: stateOf(state) };
     },
   };
 }

@@ -5,6 +5,7 @@ import { balanceCommand } from './commands/balance.js';
 import { historyCommand } from './commands/history.js';
 import { loginCommand } from './commands/login.js';
 import { logoutCommand } from './commands/logout.js';
+import { queueCommand } from './commands/queue.js';
 import { statusCommand } from './commands/status.js';
 import { transferCommand } from './commands/transfer.js';
 import type { CommandFlags } from './commands/args.js';
@@ -12,6 +13,7 @@ import { CliContext, writeError, type CliIo } from './context.js';
 import { EXIT, exitCodeOf } from './exit-codes.js';
 import { ClientFailure, configFailure, usageFailure } from './failure.js';
 import { runInteractive } from './interactive.js';
+import { resolveGatewayAddress } from '../discovery/create.js';
 
 // bin/client: parses the command line, loads config, runs one subcommand (or the interactive menu),
 // prints the outcome and returns the exit code. All I/O goes through `io`, so tests can run it too.
@@ -28,18 +30,40 @@ commands:
   transfer TO_BANK TO_USER AMOUNT [--key UUID] [--currency CUR]
         Pay AMOUNT, a decimal such as 12.50 in the account's currency (or CUR), to TO_USER
         at TO_BANK. Prints the transfer's idempotency key (a new UUID unless --key is
-        given). Sending again with the same --key never pays twice; if no answer came,
-        check the outcome with \`bin/client status KEY\`.
+        given). Sending again with the same --key never pays twice. The payment is first
+        written to the offline queue (with its key), older queued payments of the account
+        go first; if the gateway cannot be reached, or its answer is lost, it stays queued
+        and the command exits 5: it is sent later, with the same key, by
+        \`bin/client queue run\` or the interactive client.
   status KEY
         Show the transfer created with idempotency key KEY.
   history [--page-size N] [--page-token T] [--all]
         List the account's transactions, newest first, one page (or --all pages).
   logout
         Revoke the session at the gateway and delete it here.
+  queue list                                  the offline queue: waiting and finished payments
+  queue show ID                               one entry (ID: its number or its key)
+  queue cancel ID                             cancel an entry that was never sent
+  queue run [--until-empty] [--timeout-ms N]
+        Send the offline queue in the foreground, retrying every client.outboxRetryIntervalMs
+        (200 ms), oldest first per account; until stopped (Ctrl-C), until nothing is left to
+        send (--until-empty), or for at most N ms. An entry sent before whose answer was lost
+        is "in doubt": its outcome is asked for with GetTransfer, and it cannot be cancelled.
+        A payment never sent within client.outboxMaxAgeMs (24 h) expires. Payments whose
+        session expired wait ("needs login") and are sent after \`bin/client login\`.
+        Exit 0: nothing left to send; 3: payments need a login; 5: payments still queued.
   interactive [BANK USER PASSWORD]
         Log in (asking for what is missing), then a menu:
-        1) balance 2) transfer 3) history 4) logout and quit. Reads lines from stdin, so it
-        can be driven by a pipe.
+        1) balance 2) transfer 3) history 4) logout and quit 5) offline queue. Reads lines
+        from stdin, so it can be driven by a pipe. Sends the offline queue in the background
+        while it runs and prints each outcome as it arrives.
+
+offline queue:
+  Stored in client.dataDir (outbox.sqlite, mode 0600), durable before anything is sent. It is
+  sent by \`queue run\`, the interactive client, \`transfer\` (older entries first) and \`login\`
+  (which resumes the account's queue); other commands only mention waiting payments on stderr.
+  At most client.outboxMaxEntries (1000) payments wait at once: beyond that a new transfer is
+  refused with OUTBOX_FULL (exit 1) and nothing is sent.
 
 global flags:
   --json              Machine-readable output on stdout: one JSON document; amounts as strings of
@@ -62,7 +86,9 @@ exit codes:
   1   request refused by the gateway (e.g. INSUFFICIENT_FUNDS, ACCOUNT_NOT_FOUND)
   2   usage error or invalid input (bad amount, name, key, flag or configuration)
   3   authentication needed or failed (not logged in, session expired, wrong password)
-  4   gateway unreachable or no answer in time (a transfer's outcome is then unknown)
+  4   gateway unreachable or no answer in time (for login, balance, history, status, logout)
+  5   queued: the payment is kept in the offline queue and will be sent when the gateway is
+      reachable (run \`bin/client queue run\` or keep the interactive client open)
   70  internal error (a bug; please report it)
 `;
 
@@ -79,6 +105,8 @@ const OPTIONS = {
   'page-size': { type: 'string' },
   'page-token': { type: 'string' },
   all: { type: 'boolean' },
+  'until-empty': { type: 'boolean' },
+  'timeout-ms': { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 const GLOBAL_OPTIONS: readonly string[] = ['json', 'config', 'set', 'gateway', 'help'];
@@ -92,6 +120,7 @@ const COMMANDS: Readonly<Record<string, { readonly options: readonly string[]; r
   status: { options: [], run: statusCommand },
   history: { options: ['page-size', 'page-token', 'all'], run: historyCommand },
   logout: { options: [], run: logoutCommand },
+  queue: { options: ['until-empty', 'timeout-ms'], run: queueCommand },
   interactive: { options: [], run: (ctx, args) => runInteractive(ctx, args) },
 };
 
@@ -115,14 +144,29 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     }
     if (name === 'interactive' && json) throw usageFailure('--json is for subcommands, not the interactive menu');
     const config = loadClientConfig(values.config, values.set, io.env);
-    ctx = new CliContext(io, config, json, values.gateway ?? config.client.gatewayAddress);
-    return await command.run(ctx, args, values);
+    // No --gateway: with discovery.mode consul, a passing gateway from Consul (else client.gatewayAddress).
+    const address = values.gateway ?? await resolveGatewayAddress(config, { notice: (line) => io.stderr.write(`${line}\n`) });
+    ctx = new CliContext(io, config, json, address);
+    const code = await command.run(ctx, args, values);
+    if (QUEUE_NOTICE_COMMANDS.has(name)) noteWaitingPayments(ctx);
+    return code;
   } catch (err) {
     if (!(err instanceof ClientFailure)) throw err;
     writeError(io, json, err);
     return exitCodeOf(err);
   } finally {
     await ctx?.close();
+  }
+}
+
+/** Commands that do not send the offline queue, but say on stderr when payments are waiting. */
+const QUEUE_NOTICE_COMMANDS: ReadonlySet<string> = new Set(['balance', 'history', 'status', 'logout']);
+
+function noteWaitingPayments(ctx: CliContext): void {
+  const waiting = ctx.existingOutbox()?.waitingCount() ?? 0;
+  if (waiting > 0 && !ctx.json) {
+    ctx.io.stderr.write(`note: ${waiting} payments are waiting in the offline queue (bin/client queue list); `
+      + 'they are sent by `bin/client queue run` or the interactive client\n');
   }
 }
 

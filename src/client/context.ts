@@ -5,6 +5,8 @@ import { loadTls, type TlsMaterial } from '../tls/credentials.js';
 import { ClientFailure, CLIENT_REASONS, configFailure } from './failure.js';
 import { GatewayClient } from './gateway-client.js';
 import { LineReader } from './lines.js';
+import { Outbox } from './outbox.js';
+import { OutboxWorker, type OutboxEvent } from './outbox-worker.js';
 import { SessionStore, type Session } from './session.js';
 
 // Everything one CLI run shares: config, output mode, the stored session, and (created on first use)
@@ -33,6 +35,7 @@ export class CliContext {
   private gatewayClient: GatewayClient | undefined;
   private logger: Logger | undefined;
   private lineReader: LineReader | undefined;
+  private outboxStore: Outbox | undefined;
 
   constructor(
     readonly io: CliIo,
@@ -118,7 +121,39 @@ export class CliContext {
     }
   }
 
+  /** The offline outbox in the data folder (created on first use). */
+  outbox(): Outbox {
+    this.outboxStore ??= Outbox.open(this.sessions.dir, this.config.client);
+    return this.outboxStore;
+  }
+
+  /** The outbox if one exists already (read-only commands do not create it). */
+  existingOutbox(): Outbox | undefined {
+    this.outboxStore ??= Outbox.openExisting(this.sessions.dir, this.config.client);
+    return this.outboxStore;
+  }
+
+  /** A worker sending this data folder's outbox with the stored session. */
+  outboxWorker(onEvent?: (event: OutboxEvent) => void): OutboxWorker {
+    const delay = Number(this.io.env.PAYMENTS_CLIENT_TEST_OUTBOX_DELAY_MS ?? 0);
+    return new OutboxWorker({
+      outbox: this.outbox(),
+      gateway: () => this.gateway(),
+      session: () => {
+        const loaded = this.sessions.load();
+        if (loaded.kind === 'ok') return loaded.session;
+        if (loaded.kind === 'expired') this.sessions.clear();
+        return undefined;
+      },
+      dropSession: () => this.sessions.clear(),
+      limits: this.config.client,
+      ...(onEvent ? { onEvent } : {}),
+      ...(Number.isInteger(delay) && delay > 0 ? { testDelayAfterSendMs: delay } : {}),
+    });
+  }
+
   async close(): Promise<void> {
+    this.outboxStore?.close();
     this.lineReader?.close();
     this.gatewayClient?.close();
     if (this.logger) await closeLogger(this.logger);

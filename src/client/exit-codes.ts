@@ -11,6 +11,8 @@ export const EXIT = {
   AUTH: 3,
   /** The gateway could not be reached or did not answer in time. */
   UNREACHABLE: 4,
+  /** A payment is kept in the offline queue and will be sent later (queue run or interactive). */
+  QUEUED: 5,
 } as const;
 
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];

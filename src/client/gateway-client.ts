@@ -1,5 +1,7 @@
+import { connectivityState } from '@grpc/grpc-js';
 import { Metadata, type CallOptions } from 'nice-grpc';
 import type { Config } from '../config/schema.js';
+import { resolveGatewayAddress } from '../discovery/create.js';
 import { isUuid } from '../core/ids.js';
 import {
   EntryDirection,
@@ -60,6 +62,11 @@ export class GatewayClient {
     });
   }
 
+  /** Like fromConfig, but without an address asks discovery first (Consul when discovery.mode is consul). */
+  static async discover(config: Config, options: { address?: string; logger?: Logger; token?: string } = {}): Promise<GatewayClient> {
+    return GatewayClient.fromConfig(config, { ...options, address: options.address ?? await resolveGatewayAddress(config) });
+  }
+
   setToken(token: string | undefined): void {
     this.token = token;
   }
@@ -118,6 +125,27 @@ export class GatewayClient {
       pageToken: request.pageToken ?? '',
     }, this.auth()));
     return { entries: res.entries.map(entryOf), nextPageToken: res.nextPageToken };
+  }
+
+  /**
+   * Waits up to timeoutMs for a connection to the gateway. False when it cannot be reached (refused,
+   * TLS failure, still backing off after a failure, or no connection in time): a call made now would
+   * not leave this process, so the outbox counts nothing as sent.
+   */
+  async waitConnected(timeoutMs: number): Promise<boolean> {
+    const channel = this.node.channel;
+    const deadline = Date.now() + timeoutMs;
+    // Bounded by the deadline: every wait below ends at it at the latest.
+    for (;;) {
+      const state = channel.getConnectivityState(true);
+      if (state === connectivityState.READY) return true;
+      if (state === connectivityState.TRANSIENT_FAILURE || state === connectivityState.SHUTDOWN) return false;
+      if (Date.now() >= deadline) return false;
+      const changed = await new Promise<boolean>((resolve) => {
+        channel.watchConnectivityState(state, deadline, (err) => resolve(!err));
+      });
+      if (!changed) return false;
+    }
   }
 
   close(): void {

@@ -27,7 +27,36 @@ export const ConfigSchema = z.strictObject({
     console: z.boolean().default(true),
   }).prefault({}),
   discovery: z.strictObject({
-    mode: z.enum(['static']).default('static'),
+    /** 'consul' (config.json's choice) or 'static' (addresses from this file; no Consul needed). */
+    mode: z.enum(['static', 'consul']).default('static'),
+  }).prefault({}),
+  /** The local Consul agent: registration, health checks, discovery watches and trust material in KV. */
+  consul: z.strictObject({
+    host: host.default('127.0.0.1'),
+    /** HTTP API port of the agent (`make consul` starts one on 18500). */
+    httpPort: port.default(8500),
+    /** Deadline of a Consul call other than a blocking query (register, KV, lookups). */
+    requestTimeoutMs: positiveMs.default(3000),
+    /** With mode 'consul': if the agent cannot be reached at start, use static discovery (with a notice). */
+    fallbackToStatic: z.boolean().default(true),
+    gatewayService: name.default('payments-gateway'),
+    bankService: name.default('payments-bank'),
+    /** The gRPC health check Consul runs against every node (over mutual TLS). */
+    checkIntervalMs: positiveMs.default(1000),
+    checkTimeoutMs: positiveMs.default(1000),
+    /** Consul removes a node whose check stays critical this long (Consul's minimum is 60 s; its reaper runs every 30 s). */
+    deregisterCriticalServiceAfterSeconds: z.number().int().min(60).default(60),
+    /** How long one blocking query (watch) may wait for a change. */
+    watchWaitSeconds: z.number().int().min(1).max(300).default(30),
+    /** Backoff of a watch while the agent is unreachable (last known addresses stay in use). */
+    watchRetryBaseDelayMs: positiveMs.default(250),
+    watchRetryMaxDelayMs: positiveMs.default(5000),
+    /** How often a node checks that its registration is still there (re-registers after an agent restart). */
+    registrationRefreshMs: positiveMs.default(5000),
+    /** KV folder of the trust material: <kvPrefix>/trust/ca.crt and <kvPrefix>/trust/jwks.json. */
+    kvPrefix: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_./-]{0,127}$/).default('payments'),
+    /** Read the CA certificate (and, for token checks, the JWKS) from Consul KV instead of local files. */
+    trustFromKv: z.boolean().default(false),
   }).prefault({}),
   gateway: z.strictObject({
     host: host.default('127.0.0.1'),
@@ -53,6 +82,11 @@ export const ConfigSchema = z.strictObject({
     /** Transfers running at once; beyond it CreateTransfer answers RESOURCE_EXHAUSTED. */
     inFlightTransfersMax: z.number().int().positive().default(10000),
     shutdownGraceMs: positiveMs.default(5000),
+    /** Final transfers and their idempotency keys are kept at least this long, then pruned. */
+    idempotencyRetentionHours: z.number().int().positive().default(24),
+    idempotencyPruneIntervalMs: positiveMs.default(60_000),
+    /** Rows deleted per pruning transaction. */
+    idempotencyPruneBatchMax: z.number().int().positive().max(100_000).default(1000),
   }).prefault({}),
   banks: z.record(name, BankNodeSchema).default({}),
   /** Limits shared by every bank node. */
@@ -61,6 +95,16 @@ export const ConfigSchema = z.strictObject({
     historyPageSizeMax: z.number().int().positive().max(1000).default(100),
     /** After SIGINT/SIGTERM, how long in-flight calls may take before the process exits anyway. */
     shutdownGraceMs: positiveMs.default(5000),
+    /** A leg prepared longer than this makes the bank ask the gateway for the outcome. */
+    inDoubtQueryAfterMs: positiveMs.default(10_000),
+    /** How often the bank looks for such legs. */
+    inDoubtCheckIntervalMs: positiveMs.default(1000),
+    /** Legs asked about per round. */
+    inDoubtQueryBatchMax: z.number().int().positive().max(10_000).default(100),
+    /** Deadline of one decision query. */
+    inDoubtQueryTimeoutMs: positiveMs.default(2000),
+    /** While the gateway is unreachable the pause between rounds doubles up to this. */
+    inDoubtRetryMaxIntervalMs: positiveMs.default(30_000),
   }).prefault({}),
   client: z.strictObject({
     gatewayAddress: z.string().min(1).default('localhost:50050'),
@@ -71,6 +115,20 @@ export const ConfigSchema = z.strictObject({
     retryMaxDelayMs: positiveMs.default(2000),
     /** Session and outbox folder; "~" is the user's home. */
     dataDir: z.string().min(1).default('~/.payments-client'),
+    /** Offline outbox: pause between worker passes over queued payments. */
+    outboxRetryIntervalMs: positiveMs.default(200),
+    /** Offline outbox: payments waiting at once; a new payment beyond it is refused (OUTBOX_FULL). */
+    outboxMaxEntries: z.number().int().positive().max(100_000).default(1000),
+    /** Offline outbox: finished entries kept for `queue list` (oldest deleted first). */
+    outboxHistoryMax: z.number().int().min(0).max(100_000).default(1000),
+    /** Offline outbox: a payment never sent within this age expires (a sent one is resolved first). */
+    outboxMaxAgeMs: positiveMs.default(86_400_000),
+    /** Offline outbox: how long one attempt waits for a connection to the gateway. */
+    outboxConnectTimeoutMs: positiveMs.default(1000),
+    /** Offline outbox: how long `transfer` and `login` work on the queue before returning. */
+    outboxResumeMaxMs: positiveMs.default(15_000),
+    /** Offline outbox: one process sends at a time; its claim lapses after this unless renewed. */
+    outboxLeaseMs: positiveMs.default(10_000),
   }).prefault({}),
 }).refine((c) => c.gateway.historyPageSizeDefault <= c.gateway.historyPageSizeMax, {
   message: 'gateway.historyPageSizeDefault must be <= gateway.historyPageSizeMax',

@@ -8,7 +8,8 @@ import { banksOf, type DurableTx, type Effect, type LogRecord, type Phase } from
 /** The failure recorded when the gateway restarted before deciding (presumed abort). */
 export const PRESUMED_ABORT: Failure = {
   reason: 'TRANSACTION_ABORTED',
-  message: 'the gateway restarted before the transfer was decided, so it was aborted; nothing was transferred',
+  message: 'the gateway restarted before this transfer was decided, so it was aborted and nothing was transferred; '
+    + 'to make the payment, send it again with a new idempotency key',
 };
 
 export interface Recovered {

@@ -3,7 +3,11 @@ import type { JSONWebKeySet } from 'jose';
 import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
 import type { Config } from '../config/schema.js';
 import type { Discovery } from '../discovery/discovery.js';
+import { NO_REGISTRATION, type Registrar } from '../discovery/registration.js';
 import { GatewayServiceDefinition } from '../gen/payments/v1/gateway.js';
+import { CoordinatorServiceDefinition } from '../gen/coordinator/v1/coordinator.js';
+import { peerAllowlistMiddleware } from '../middleware/server/peer-allowlist.js';
+import { createCoordinatorService } from './coordinator-service.js';
 import { createNodeServer, listenTls } from '../grpc/server.js';
 import type { Logger } from '../logging/logger.js';
 import { authMiddleware } from '../middleware/server/auth.js';
@@ -12,7 +16,6 @@ import { BankClients } from './bank-clients.js';
 import { openTransferEngine, type OpenTransfers } from './engine-wiring.js';
 import { Revocations } from './revocations.js';
 import { createGatewayService, GATEWAY_PUBLIC_METHODS, GATEWAY_REVOKED_TOKEN_METHODS } from './service.js';
-import { publicJwks } from './token-keys.js';
 import { Tokens } from './tokens.js';
 import type { Transfers } from './transfers.js';
 
@@ -27,6 +30,8 @@ export interface GatewayServerOptions {
   readonly tls?: TlsMaterial;
   /** Defaults to the real transfer engine over the gateway's store (src/gateway/engine-wiring.ts). */
   readonly openTransfers?: OpenTransfers;
+  /** Registration with Consul once listening; removed first on stop. Defaults to none (static discovery). */
+  readonly registrar?: Registrar;
 }
 
 export interface RunningGateway {
@@ -69,26 +74,36 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     await transfers.start();
 
     const health = HealthState();
+    // NOT_SERVING until the server listens, and again while it drains.
+    health.setStatus('unhealthy');
     const server = createNodeServer(logger);
     // Health stays outside the token check so that Consul's checks reach it.
     server.add(HealthDefinition, HealthServiceImpl(health));
     server
       .with(authMiddleware({ tokens, revocations, publicMethods: GATEWAY_PUBLIC_METHODS, revokedTokenMethods: GATEWAY_REVOKED_TOKEN_METHODS }))
       .add(GatewayServiceDefinition, createGatewayService({ banks: bankClients, discovery, transfers, tokens, revocations, limits }));
+    // Decision queries of uncertain banks: only a bank's certificate (CN = a bank discovery knows).
+    server
+      .with(peerAllowlistMiddleware((peer) => discovery.bankNames().includes(peer)))
+      .add(CoordinatorServiceDefinition, createCoordinatorService(transfers));
     const port = await listenTls(server, limits.host, limits.port, tls);
     closers.push((graceMs) => shutdownWithin(server, graceMs));
     health.setStatus('healthy');
+    const registrar = options.registrar ?? NO_REGISTRATION;
+    await registrar.register(port);
     logger.info('gateway started', { port, dataDir: limits.dataDir, kid: tokens.key.kid });
 
     let stopped: Promise<void> | undefined;
     const stop = async (graceMs: number) => {
+      // Out of Consul first, so no new caller is sent here; then drain.
+      await registrar.deregister();
       health.setStatus('unhealthy');
       await closeAll(graceMs);
       logger.info('gateway stopped');
     };
     return {
       port,
-      jwks: publicJwks(tokens.key),
+      jwks: tokens.jwks(),
       stop(graceMs = limits.shutdownGraceMs) {
         stopped ??= stop(graceMs);
         return stopped;

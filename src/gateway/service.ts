@@ -31,7 +31,7 @@ export const GATEWAY_REVOKED_TOKEN_METHODS: ReadonlySet<string> = new Set([
 
 export interface GatewayServiceDeps {
   readonly banks: { get(bank: string): BankClient | undefined };
-  readonly discovery: Pick<Discovery, 'bank'>;
+  readonly discovery: Pick<Discovery, 'bank' | 'bankNames'>;
   readonly transfers: Transfers;
   readonly tokens: { issue(account: AccountRef): Promise<IssuedToken> };
   readonly revocations: { revoke(tokenId: string, expiresAtMs: number): void };
@@ -47,7 +47,8 @@ export type GatewayService = GatewayServiceImplementation<{ auth: Identity }>;
 
 export function createGatewayService(deps: GatewayServiceDeps): GatewayService {
   const maxTransferAmountMinor = BigInt(deps.limits.maxTransferAmountMinor);
-  const isKnownBank = (bank: string) => deps.discovery.bank(bank) !== undefined;
+  // Known: reachable now, or named by discovery without a healthy instance (then UNAVAILABLE, not NOT_FOUND).
+  const isKnownBank = (bank: string) => deps.discovery.bank(bank) !== undefined || deps.discovery.bankNames().includes(bank);
 
   /** The client of the caller's own bank; it was known at login, so losing it is an outage. */
   function ownBank(account: AccountRef): BankClient {
@@ -63,7 +64,10 @@ export function createGatewayService(deps: GatewayServiceDeps): GatewayService {
       if (!input.ok) throw AppError.from(input);
       const { bank, username, password } = input.value;
       const client = deps.banks.get(bank);
-      if (!client) throw new AppError('BANK_NOT_FOUND', `no bank named "${bank}"`);
+      if (!client) {
+        if (isKnownBank(bank)) throw new AppError('BANK_UNAVAILABLE', `bank ${bank} is unavailable; try again later`);
+        throw new AppError('BANK_NOT_FOUND', `no bank named "${bank}"`);
+      }
       try {
         await callBank(bank, () => client.authenticate({ username, password }, { signal: context.signal }));
       } catch (err) {

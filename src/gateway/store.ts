@@ -41,9 +41,13 @@ CREATE TABLE IF NOT EXISTS transfers (
 -- Recovery and operators read only unfinished rows; this partial index stays small.
 CREATE INDEX IF NOT EXISTS transfers_unfinished ON transfers (created_at_ms)
   WHERE state IN ('preparing', 'committing', 'aborting');
+-- Idempotency retention prunes final rows by the time they became final, oldest first.
+CREATE INDEX IF NOT EXISTS transfers_final ON transfers (updated_at_ms)
+  WHERE state IN ('committed', 'aborted');
 `;
 
 const UNFINISHED = `state IN ('preparing', 'committing', 'aborting')`;
+const FINAL = `state IN ('committed', 'aborted')`;
 
 interface Row {
   tx_id: string;
@@ -73,17 +77,25 @@ export class GatewayStore {
   private readonly stmts;
   private readonly applyInTx: (record: LogRecord, nowMs: number) => void;
 
-  constructor(readonly file: string) {
-    this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('foreign_keys = ON');
+  /** `readonly`: an operator's view of a running gateway's file (never creates or changes it). */
+  constructor(readonly file: string, options: { readonly readonly?: boolean } = {}) {
+    const readonly = options.readonly ?? false;
+    this.db = new Database(file, readonly ? { readonly: true, fileMustExist: true } : {});
+    if (!readonly) {
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = FULL');
+      this.db.pragma('foreign_keys = ON');
+    }
     this.db.pragma('busy_timeout = 5000');
     this.db.defaultSafeIntegers(true);
     const version = Number(this.db.pragma('user_version', { simple: true }));
     assert(version === 0 || version === SCHEMA_VERSION, `gateway store ${file}: unknown schema version ${version}`);
-    this.db.exec(SCHEMA);
-    this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    if (!readonly) {
+      this.db.exec(SCHEMA);
+      this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    } else {
+      assert(version === SCHEMA_VERSION, `gateway store ${file} has no tables yet`);
+    }
     this.stmts = {
       insert: this.db.prepare(`INSERT INTO transfers
         (tx_id, owner_bank, owner_username, idempotency_key, to_bank, to_username, amount_minor, currency,
@@ -102,6 +114,8 @@ export class GatewayStore {
       byKey: this.db.prepare(`SELECT * FROM transfers WHERE owner_bank = ? AND owner_username = ? AND idempotency_key = ?`),
       unfinished: this.db.prepare(`SELECT * FROM transfers WHERE ${UNFINISHED} ORDER BY created_at_ms`),
       unfinishedPage: this.db.prepare(`SELECT * FROM transfers WHERE ${UNFINISHED} ORDER BY created_at_ms LIMIT ?`),
+      pruneFinal: this.db.prepare(`DELETE FROM transfers WHERE tx_id IN
+        (SELECT tx_id FROM transfers WHERE ${FINAL} AND updated_at_ms < ? ORDER BY updated_at_ms LIMIT ?)`),
     };
     this.applyInTx = this.db.transaction((record: LogRecord, nowMs: number) => this.apply(record, nowMs));
   }
@@ -201,6 +215,16 @@ export class GatewayStore {
     return (this.stmts.unfinishedPage.all(limit) as Row[]).map(toStored);
   }
 
+  /**
+   * Deletes at most `limit` final (committed or aborted) transfers that became final before
+   * `beforeMs`, oldest first, in one short transaction; returns how many. Unfinished transfers are
+   * never deleted: their keys and decisions are needed until phase 2 is acknowledged.
+   */
+  pruneFinal(beforeMs: number, limit: number): number {
+    assert(Number.isInteger(limit) && limit > 0, 'pruneFinal: limit must be a positive integer');
+    return this.stmts.pruneFinal.run(beforeMs, limit).changes;
+  }
+
   get isOpen(): boolean {
     return this.db.open;
   }
@@ -212,6 +236,11 @@ export class GatewayStore {
   private rowById(txId: string): Row | undefined {
     return this.stmts.byId.get(txId) as Row | undefined;
   }
+}
+
+/** Opens an existing gateway store read-only (operator commands next to a running gateway). */
+export function openGatewayStoreReadOnly(dataDir: string): GatewayStore {
+  return new GatewayStore(path.join(dataDir, GATEWAY_DB_FILE), { readonly: true });
 }
 
 /** Opens (creating if needed) the gateway store in `dataDir`. */

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { errors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
+import { createLocalJWKSet, errors, jwtVerify, SignJWT, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { fail, ok, type Result } from '../core/errors.js';
 import { isName } from '../core/ids.js';
 import type { AccountRef, Identity } from '../core/transfer.js';
-import { loadOrCreateSigningKey, TOKEN_ALG, type SigningKey } from './token-keys.js';
+import { loadKeySet, publicJwks, TOKEN_ALG, type RetiredKey, type SigningKey } from './token-keys.js';
 
 // Access tokens: EdDSA-signed JWTs naming one account. Verification pins the algorithm, issuer and
 // audience, and checks the claims we rely on; a bad token is an expected failure (a value), not a throw.
@@ -29,13 +29,22 @@ export class Tokens {
   constructor(
     readonly key: SigningKey,
     private readonly options: TokenOptions,
+    /** Rotated-out keys: their tokens verify until each key's verifyUntilMs. */
+    readonly previous: readonly RetiredKey[] = [],
   ) {
     this.now = options.now ?? Date.now;
   }
 
-  /** Loads (or creates at first start) the signing key in dataDir. */
+  /** Loads (or creates at first start) the signing key in dataDir, and the rotated-out keys still valid. */
   static async open(dataDir: string, options: TokenOptions): Promise<Tokens> {
-    return new Tokens(await loadOrCreateSigningKey(dataDir), options);
+    const set = await loadKeySet(dataDir, (options.now ?? Date.now)());
+    return new Tokens(set.current, options, set.previous);
+  }
+
+  /** Every key a token may currently be verified with, as a JWKS (current key first). */
+  jwks(): JSONWebKeySet {
+    const nowMs = this.now();
+    return publicJwks(this.key, this.previous.filter((k) => k.verifyUntilMs > nowMs));
   }
 
   async issue(account: AccountRef): Promise<IssuedToken> {
@@ -58,20 +67,51 @@ export class Tokens {
   async verify(token: string): Promise<Result<Identity>> {
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(token, this.key.publicKey, {
-        algorithms: [TOKEN_ALG],
-        issuer: TOKEN_ISSUER,
-        audience: TOKEN_AUDIENCE,
-        requiredClaims: ['sub', 'exp', 'jti'],
-        currentDate: new Date(this.now()),
-      }));
+      ({ payload } = await jwtVerify(token, this.keyFor, verifyOptions(this.now())));
     } catch (err) {
-      if (err instanceof errors.JWTExpired) return fail('TOKEN_EXPIRED', 'the access token has expired; log in again');
-      if (err instanceof errors.JOSEError) return fail('TOKEN_INVALID', 'the access token is not valid');
-      throw err;
+      return failureOf(err);
     }
     return identityOf(payload);
   }
+
+  /** The key named by the token's kid: the current key (also for a token without kid) or a rotated-out one still in its window. */
+  private readonly keyFor: JWTVerifyGetKey = (header) => {
+    if (header.kid === undefined || header.kid === this.key.kid) return this.key.publicKey;
+    const nowMs = this.now();
+    const old = this.previous.find((k) => k.kid === header.kid && k.verifyUntilMs > nowMs);
+    if (!old) throw new errors.JWKSNoMatchingKey('no verification key for this kid');
+    return old.publicKey;
+  };
+}
+
+/**
+ * Verifies a token against a published JWKS (e.g. read from Consul KV by a node that does not hold
+ * the gateway's key files). The token must name its key by kid; unknown kid -> TOKEN_INVALID.
+ */
+export async function verifyWithJwks(token: string, jwks: JSONWebKeySet, nowMs: number = Date.now()): Promise<Result<Identity>> {
+  let payload: JWTPayload;
+  try {
+    ({ payload } = await jwtVerify(token, createLocalJWKSet(jwks), verifyOptions(nowMs)));
+  } catch (err) {
+    return failureOf(err);
+  }
+  return identityOf(payload);
+}
+
+function verifyOptions(nowMs: number) {
+  return {
+    algorithms: [TOKEN_ALG],
+    issuer: TOKEN_ISSUER,
+    audience: TOKEN_AUDIENCE,
+    requiredClaims: ['sub', 'exp', 'jti'],
+    currentDate: new Date(nowMs),
+  };
+}
+
+function failureOf(err: unknown): Result<Identity> {
+  if (err instanceof errors.JWTExpired) return fail('TOKEN_EXPIRED', 'the access token has expired; log in again');
+  if (err instanceof errors.JOSEError) return fail('TOKEN_INVALID', 'the access token is not valid');
+  throw err;
 }
 
 export function subjectOf(account: AccountRef): string {

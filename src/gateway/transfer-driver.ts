@@ -16,6 +16,7 @@ import {
   type Outcome,
   type Phase,
 } from '../coordinator/index.js';
+import { failpoint, failpointsArmed, type FailpointName } from '../failpoints/index.js';
 import { Vote, TransactionState, type PrepareDebitResponse } from '../gen/bank/v1/bank.js';
 import { statusName, statusOf } from '../grpc/errors.js';
 import type { Logger } from '../logging/logger.js';
@@ -29,7 +30,8 @@ import type { BankClient } from './bank-clients.js';
 // strictly in list order, so no send that follows a persist leaves before that record is durable.
 //
 // The work is split into small named steps (deliver, perform, persist, sendPrepare, phase2Loop,
-// phase2Attempt, reply, schedule, finish) so that failpoints can later be placed between them.
+// phase2Attempt, reply, schedule, finish); crash points (src/failpoints) sit between them: after
+// each record is durable, after each prepare leaves, when each vote and each phase-2 ack arrives.
 
 export interface Clock {
   nowMs(): number;
@@ -78,6 +80,14 @@ interface Run {
   readonly abort: AbortController;
   reply: ReplyHandlers | undefined;
 }
+
+/** The crash point right after a record of each type is durable. */
+const PERSISTED_FAILPOINT: Readonly<Record<LogRecord['type'], FailpointName | undefined>> = {
+  begin: 'gateway.after_begin_persisted',
+  decision: 'gateway.after_decision_persisted',
+  ack: undefined,
+  completed: undefined,
+};
 
 /** Phase-2 failures are logged at warn on the first attempt and then every this many attempts. */
 const PHASE2_WARN_EVERY_ATTEMPTS = 10;
@@ -181,6 +191,8 @@ export class TransferDriver {
 
   private persist(record: LogRecord): void {
     this.options.log.append(record, this.clock.nowMs());
+    const point = PERSISTED_FAILPOINT[record.type];
+    if (point) failpoint(point);
   }
 
   private sendPrepare(run: Run, leg: Leg): void {
@@ -218,8 +230,12 @@ export class TransferDriver {
       signal: run.abort.signal,
     };
     const call = leg.kind === 'debit' ? client.prepareDebit(request, options) : client.prepareCredit(request, options);
+    failpoint('gateway.after_prepare_sent', leg.kind);
     call.then(
-      (response) => this.deliver(run, this.voteEvent(leg, response)),
+      (response) => {
+        failpoint('gateway.after_vote_received', leg.kind);
+        this.deliver(run, this.voteEvent(leg, response));
+      },
       (err: unknown) => {
         if (run.done || isAbortError(err)) return;
         const timedOut = statusOf(err) === Status.DEADLINE_EXCEEDED;
@@ -273,6 +289,7 @@ export class TransferDriver {
     let backoffMs = commitRetryIntervalMs;
     for (let attempt = 1; !run.done; attempt++) {
       if (await this.phase2Attempt(run, bank, rpc, attempt)) {
+        if (failpointsArmed()) this.ackFailpoint(run, bank, rpc);
         this.deliver(run, { type: 'ack', bank, rpc });
         return;
       }
@@ -280,6 +297,15 @@ export class TransferDriver {
       await delay(run.abort.signal, Math.round(backoffMs * (0.5 + Math.random() / 2)));
       backoffMs = Math.min(backoffMs * 2, commitRetryMaxIntervalMs);
     }
+  }
+
+  /** Crash points when a phase-2 acknowledgement arrives, before the coordinator records it. */
+  private ackFailpoint(run: Run, bank: BankId, rpc: 'commit' | 'abort'): void {
+    const phase = run.phase;
+    if (phase.kind !== 'committing' && phase.kind !== 'aborting') return;
+    if (!phase.awaiting.has(bank)) return;
+    if (phase.awaiting.size === 1) failpoint('gateway.after_last_ack');
+    else if (rpc === 'commit') failpoint('gateway.between_commits');
   }
 
   private async phase2Attempt(run: Run, bank: BankId, rpc: 'commit' | 'abort', attempt: number): Promise<boolean> {

@@ -21,7 +21,17 @@ export interface TransferEngineLimits extends DriverLimits {
    * TRANSFER_IN_PROGRESS. Default: prepareTimeoutMs + replyAckWaitMs, the first one's own bound.
    */
   readonly inProgressWaitMs?: number;
+  /** Final transfers (and so their idempotency keys) are kept at least this long. Default 24. */
+  readonly idempotencyRetentionHours?: number;
+  /** How often expired keys are pruned. Default 60 000. */
+  readonly idempotencyPruneIntervalMs?: number;
+  /** Rows deleted per pruning transaction (a short write lock each). Default 1000. */
+  readonly idempotencyPruneBatchMax?: number;
 }
+
+const HOUR_MS = 3_600_000;
+/** Pruning transactions per round; a larger backlog is worked off over the next rounds. */
+const PRUNE_BATCHES_PER_ROUND_MAX = 20;
 
 export interface TransferEngineOptions {
   readonly store: GatewayStore;
@@ -48,6 +58,7 @@ export class TransferEngine implements Transfers {
   /** Transfers whose caller is still waiting, by owner-scoped idempotency key. */
   private readonly inFlight = new Map<string, InFlight>();
   private state: EngineState = 'new';
+  private pruneTimer: NodeJS.Timeout | undefined;
 
   constructor(options: TransferEngineOptions) {
     const { limits } = options;
@@ -86,6 +97,38 @@ export class TransferEngine implements Transfers {
     }
     this.state = 'running';
     this.logger.info('transfer recovery done', { unfinished: rows.length, presumedAborted: undecided, resumed: this.driver.active });
+    this.pruneExpired();
+    this.pruneTimer = setInterval(() => this.pruneExpired(), this.limits.idempotencyPruneIntervalMs ?? 60_000);
+    this.pruneTimer.unref();
+  }
+
+  /**
+   * Deletes final transfers older than the retention (their keys become free again), in bounded
+   * batches. Unfinished ones are never touched. Returns how many rows went.
+   */
+  pruneExpired(): number {
+    if (this.state !== 'running' || !this.store.isOpen) return 0;
+    const retentionMs = (this.limits.idempotencyRetentionHours ?? 24) * HOUR_MS;
+    const batch = this.limits.idempotencyPruneBatchMax ?? 1000;
+    const beforeMs = this.clock.nowMs() - retentionMs;
+    let pruned = 0;
+    for (let i = 0; i < PRUNE_BATCHES_PER_ROUND_MAX; i++) {
+      const n = this.store.pruneFinal(beforeMs, batch);
+      pruned += n;
+      if (n < batch) break;
+    }
+    if (pruned > 0) this.logger.info('pruned expired idempotency keys', { pruned, beforeMs });
+    return pruned;
+  }
+
+  decisionOf(txId: string): 'commit' | 'abort' | 'pending' {
+    if (this.state !== 'running' || !this.store.isOpen) {
+      throw new AppError('SHUTTING_DOWN', 'the gateway is shutting down; ask again shortly');
+    }
+    const stored = this.store.findById(txId);
+    // Presumed abort: the begin record is durable before any prepare leaves the gateway.
+    if (!stored) return 'abort';
+    return DECISION_OF[stored.state];
   }
 
   async create(owner: AccountRef, input: CreateTransferInput): Promise<TransferView> {
@@ -137,6 +180,7 @@ export class TransferEngine implements Transfers {
   async stop(graceMs: number): Promise<void> {
     if (this.state === 'stopped' || this.state === 'stopping') return;
     this.state = 'stopping';
+    clearInterval(this.pruneTimer);
     // In-flight answers and phase-2 work both get the grace period; what is left is resumed by
     // recovery at the next start.
     let timer: NodeJS.Timeout | undefined;
@@ -192,6 +236,14 @@ export class TransferEngine implements Transfers {
     }
   }
 }
+
+const DECISION_OF: Readonly<Record<DurableState, 'commit' | 'abort' | 'pending'>> = {
+  preparing: 'pending',
+  committing: 'commit',
+  committed: 'commit',
+  aborting: 'abort',
+  aborted: 'abort',
+};
 
 const STATUS_OF: Readonly<Record<DurableState, TransferStatus>> = {
   preparing: 'pending',

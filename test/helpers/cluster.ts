@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Metadata } from 'nice-grpc';
@@ -17,6 +18,10 @@ export interface ClusterOptions {
   banks: readonly string[];
   /** Extra `gateway` config fields (e.g. prepareTimeoutMs). */
   gateway?: Record<string, unknown>;
+  /** Extra `bank` config fields shared by every bank (e.g. inDoubtQueryAfterMs). */
+  bank?: Record<string, unknown>;
+  /** `consul` config fields; with them the nodes use Consul discovery (default: static discovery). */
+  consul?: Record<string, unknown>;
 }
 
 interface UserRecord {
@@ -49,6 +54,10 @@ export class Cluster {
         options.banks.map((b) => [b, { host: '127.0.0.1', port: 0, dataDir: path.join(dir, b) }]),
       ),
       client: { gatewayAddress: 'localhost:0', dataDir: path.join(dir, 'client') },
+      ...(options.bank ? { bank: { ...options.bank } } : {}),
+      // Static discovery unless a test opts into Consul.
+      discovery: { mode: options.consul ? 'consul' : 'static' },
+      ...(options.consul ? { consul: { fallbackToStatic: false, ...options.consul } } : {}),
     };
     this.writeConfig();
   }
@@ -57,6 +66,19 @@ export class Cluster {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'payments-it-'));
     execFileSync(path.join(ROOT, 'scripts/gen-certs.sh'), [path.join(dir, 'certs'), ...options.banks], { stdio: 'ignore' });
     return new Cluster(dir, options);
+  }
+
+  /**
+   * Gives every node still on port 0 a free port now, so that nodes can start in any order and
+   * still find each other (a bank dials the gateway for its in-doubt queries).
+   */
+  async reservePorts(): Promise<void> {
+    for (const b of Object.values(this.config.banks) as { port: number }[]) if (b.port === 0) b.port = await freePort();
+    if (this.config.gateway.port === 0) {
+      this.config.gateway.port = await freePort();
+      this.config.client.gatewayAddress = `localhost:${this.config.gateway.port}`;
+    }
+    this.writeConfig();
   }
 
   writeConfig(): void {
@@ -77,9 +99,9 @@ export class Cluster {
     return u.password;
   }
 
-  /** Starts (or restarts on the same port) a bank. */
-  async startBank(name: string): Promise<NodeProcess> {
-    const node = await startNode('bank', name, ['--config', this.configPath, '--name', name]);
+  /** Starts (or restarts on the same port) a bank. `env`: e.g. { PAYMENTS_FAILPOINTS: '...' }. */
+  async startBank(name: string, env: NodeJS.ProcessEnv = {}): Promise<NodeProcess> {
+    const node = await startNode('bank', name, ['--config', this.configPath, '--name', name], env);
     this.banks.set(name, node);
     if (this.config.banks[name].port === 0) {
       this.config.banks[name].port = node.port;
@@ -93,8 +115,9 @@ export class Cluster {
     if (node) await stopNode(node, signal);
   }
 
-  async startGateway(): Promise<NodeProcess> {
-    const node = await startNode('gateway', 'gateway', ['--config', this.configPath]);
+  /** Starts (or restarts on the same port) the gateway. `env`: e.g. { PAYMENTS_FAILPOINTS: '...' }. */
+  async startGateway(env: NodeJS.ProcessEnv = {}): Promise<NodeProcess> {
+    const node = await startNode('gateway', 'gateway', ['--config', this.configPath], env);
     this.gateway = node;
     if (this.config.gateway.port === 0) {
       this.config.gateway.port = node.port;
@@ -155,6 +178,18 @@ export class Cluster {
     for (const name of this.banks.keys()) await this.stopBank(name);
     if (!process.env.KEEP_TEST_DIRS) fs.rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** A port free right now on 127.0.0.1 (the OS picks it; the listener is closed again). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
 export function bearer(token: string): Metadata {

@@ -144,7 +144,17 @@ describe('client CLI (bin/client against an in-test gateway)', function () {
     expect(first.code, first.stderr).to.equal(0);
     expect(second.code, second.stderr).to.equal(0);
     expect(second.stdout).to.include(`key: ${key}`);
+    // The outbox already holds this key's final outcome: it is reported, nothing is sent again.
+    expect(second.stdout).to.match(/committed: 10\.00 EUR from BankA\/alice to BankB\/bob/);
+    expect(fake.callsOf('CreateTransfer').map((c) => c.idempotencyKey)).to.deep.equal([key]);
+    // A new client folder knows nothing of it: the gateway answers the replay with the first outcome.
+    const other = tempDir('client-data-other-');
+    const again = await cli(['login', 'BankA', 'alice', '--password-stdin'], { input: 'alice-pw\n', sets: [`client.dataDir=${other}`] });
+    expect(again.code, again.stderr).to.equal(0);
+    const third = await cli(['transfer', 'BankB', 'bob', '10', '--key', key], { sets: [`client.dataDir=${other}`] });
+    expect(third.code, third.stderr).to.equal(0);
     expect(fake.callsOf('CreateTransfer').map((c) => c.idempotencyKey)).to.deep.equal([key, key]);
+    fs.rmSync(other, { recursive: true, force: true });
     expect(fake.balanceOf('BankA', 'alice')).to.equal(9_000n);
   });
 
@@ -195,17 +205,36 @@ describe('client CLI (bin/client against an in-test gateway)', function () {
     expect((fake.callsOf('CreateTransfer')[0]!.request as { amountMinor: bigint; currency: string })).to.deep.include({ amountMinor: 150n, currency: 'JPY' });
   });
 
-  it('exits 4 with a clear message, the key and how to check it, when the gateway is down', async () => {
+  it('queues a transfer (exit 5) when the gateway is down, and queue run sends it once later', async () => {
     await login();
     const closedPort = await freePort();
     const down = `localhost:${closedPort}`;
     const t = await cli(['transfer', 'BankB', 'bob', '1'], { gateway: down });
-    expect(t.code).to.equal(4);
+    expect(t.code, t.stderr).to.equal(5);
     const key = /key: (\S+)/.exec(t.stdout)?.[1];
     expect(key).to.match(UUID_RE);
-    expect(t.stderr).to.include(`cannot reach the gateway at ${down}`);
-    expect(t.stderr).to.include(`bin/client status ${key}`);
-    expect(t.stderr).to.match(/\(GATEWAY_UNREACHABLE\)\n$/);
+    expect(t.stdout).to.include('queued: will be sent when the gateway is reachable; run `bin/client queue run` or keep the interactive client open');
+    expect(t.stdout).to.include(`cannot reach the gateway at ${down} (GATEWAY_UNREACHABLE)`);
+    expect(t.stdout).to.include('bin/client queue cancel 1');
+    expect(fs.statSync(path.join(dataDir, 'outbox.sqlite')).mode & 0o777).to.equal(0o600);
+    const listed = JSON.parse((await cli(['queue', 'list', '--json'])).stdout);
+    expect(listed.entries).to.have.length(1);
+    expect(listed.entries[0]).to.include({ id: 1, idempotencyKey: key, state: 'pending', sent: false, cancellable: true, amountMinor: '100' });
+    // balance does not send the queue, but says it is waiting.
+    const b = await cli(['balance']);
+    expect(b.code, b.stderr).to.equal(0);
+    expect(b.stderr).to.match(/note: 1 payments are waiting in the offline queue/);
+    expect(fake.callsOf('CreateTransfer')).to.have.length(0);
+
+    const run = await cli(['queue', 'run', '--until-empty', '--timeout-ms', '20000']);
+    expect(run.code, run.stdout + run.stderr).to.equal(0);
+    expect(run.stdout).to.match(new RegExp(`#1 \\(key ${key}\\) committed: 1\\.00 EUR from BankA/alice to BankB/bob`));
+    expect(run.stdout).to.include('the offline queue is empty');
+    expect(fake.callsOf('CreateTransfer').map((c) => c.idempotencyKey)).to.deep.equal([key]);
+    expect(fake.balanceOf('BankB', 'bob')).to.equal(5_100n);
+    const shown = await cli(['queue', 'show', '1']);
+    expect(shown.stdout).to.match(/state:\s+committed/);
+
     const l = await cli(['login', 'BankA', 'alice', '--password', 'x'], { gateway: down });
     expect(l.code).to.equal(4);
     // Logout that cannot reach the gateway keeps the session so it can be revoked later.
@@ -215,19 +244,49 @@ describe('client CLI (bin/client against an in-test gateway)', function () {
     expect(fs.existsSync(sessionPath())).to.equal(true);
   });
 
-  it('exits 4 on a call deadline, and status later tells what happened', async () => {
+  it('keeps a transfer whose answer was lost in doubt: not cancellable, resolved with GetTransfer', async () => {
     await login();
     fake.delayMs = 1500;
     const t = await cli(['transfer', 'BankB', 'bob', '3'], { sets: ['client.callTimeoutMs=300'] });
-    expect(t.code).to.equal(4);
-    expect(t.stderr).to.match(/did not answer in time.*\(GATEWAY_TIMEOUT\)/);
+    expect(t.code, t.stderr).to.equal(5);
+    expect(t.stdout).to.match(/did not answer in time \(GATEWAY_TIMEOUT\)/);
+    expect(t.stdout).to.match(/in doubt/);
     const key = /key: (\S+)/.exec(t.stdout)?.[1];
     expect(fake.callsOf('CreateTransfer')).to.have.length(1);
     fake.delayMs = 0;
     await new Promise((r) => setTimeout(r, 1500));
+    const c = await cli(['queue', 'cancel', '1']);
+    expect(c.code).to.equal(1);
+    expect(c.stderr).to.match(/cannot be cancelled.*\(OUTBOX_NOT_CANCELLABLE\)/);
     const s = await cli(['status', key!]);
     expect(s.code, s.stderr).to.equal(0);
     expect(s.stdout).to.match(/status:\s+committed/);
+    const run = await cli(['queue', 'run', '--until-empty']);
+    expect(run.code, run.stdout + run.stderr).to.equal(0);
+    expect(run.stdout).to.match(/asking the gateway about #1/);
+    expect(run.stdout).to.match(/#1 .* committed: 3\.00 EUR/);
+    expect(fake.callsOf('GetTransfer').length).to.be.greaterThan(1);
+    expect(fake.callsOf('CreateTransfer')).to.have.length(1);
+    expect(fake.balanceOf('BankB', 'bob')).to.equal(5_300n);
+  });
+
+  it('cancels a never-sent entry; a full outbox refuses new payments (exit 1, OUTBOX_FULL)', async () => {
+    await login();
+    const down = `localhost:${await freePort()}`;
+    const sets = ['client.outboxMaxEntries=2'];
+    for (const amount of ['1', '2']) {
+      expect((await cli(['transfer', 'BankB', 'bob', amount], { gateway: down, sets })).code).to.equal(5);
+    }
+    const full = await cli(['transfer', 'BankB', 'bob', '3'], { gateway: down, sets });
+    expect(full.code).to.equal(1);
+    expect(full.stderr).to.match(/^error: the offline queue is full \(2 payments waiting.*nothing was sent.*\(OUTBOX_FULL\)\n$/);
+    const cancel = await cli(['queue', 'cancel', '1']);
+    expect(cancel.code, cancel.stderr).to.equal(0);
+    expect(cancel.stdout).to.match(/cancelled payment #1/);
+    expect((await cli(['queue', 'cancel', '1'])).stderr).to.match(/already cancelled/);
+    const run = await cli(['queue', 'run', '--until-empty']);
+    expect(run.code, run.stdout).to.equal(0);
+    expect(fake.callsOf('CreateTransfer').map((c) => (c.request as { amountMinor: bigint }).amountMinor)).to.deep.equal([200n]);
   });
 
   it('retries CreateTransfer on UNAVAILABLE with the same key, but never Login', async () => {
@@ -277,7 +336,7 @@ describe('client CLI (bin/client against an in-test gateway)', function () {
   it('documents the exit codes in --help', async () => {
     const r = await runBin('client', ['--help']);
     expect(r.code).to.equal(0);
-    for (const line of [/0\s+ok/, /1\s+request refused/, /2\s+usage/, /3\s+authentication/, /4\s+gateway unreachable/]) {
+    for (const line of [/0\s+ok/, /1\s+request refused/, /2\s+usage/, /3\s+authentication/, /4\s+gateway unreachable/, /5\s+queued/]) {
       expect(r.stdout).to.match(line);
     }
   });
@@ -294,7 +353,7 @@ describe('client CLI (bin/client against an in-test gateway)', function () {
     expect(r.stdout).to.match(/committed: 5\.00 EUR from BankA\/alice to BankB\/bob/);
     expect(fake.callsOf('CreateTransfer').map((c) => c.idempotencyKey)).to.deep.equal([key]);
     expect(r.stderr).to.match(/error: "lots" is not an amount.*\(INVALID_AMOUNT\)/);
-    expect(r.stdout).to.match(/choose 1, 2, 3 or 4/);
+    expect(r.stdout).to.match(/choose 1, 2, 3, 4 or 5/);
     expect(r.stdout).to.match(/-5\.00 EUR\s+to\s+BankB\/bob\s+balance 95\.00 EUR/);
     expect(r.stdout).to.match(/logged out BankA\/alice/);
     expect(fs.existsSync(sessionPath())).to.equal(false);

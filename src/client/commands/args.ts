@@ -13,6 +13,8 @@ export interface CommandFlags {
   readonly 'page-size'?: string;
   readonly 'page-token'?: string;
   readonly all?: boolean;
+  readonly 'until-empty'?: boolean;
+  readonly 'timeout-ms'?: string;
 }
 
 export function expectArgs(args: readonly string[], count: number, synopsis: string): string[] {

@@ -6,11 +6,14 @@ import { PEER_IDENTITY_HEADER } from '../../tls/peer-identity.js';
 // by peerIdentityInterceptor from the verified certificate (a caller cannot forge it).
 // Requires the interceptor to be installed on the server: createNodeServer does that.
 
-export function peerAllowlistMiddleware(allowed: readonly string[]) {
-  const set = new Set(allowed);
+// `allowed` is a fixed list, or a predicate asked on every call (a list that can change, such as
+// the bank names discovery knows).
+export function peerAllowlistMiddleware(allowed: readonly string[] | ((peer: string) => boolean)) {
+  const set = typeof allowed === 'function' ? undefined : new Set(allowed);
+  const isAllowed = typeof allowed === 'function' ? allowed : (peer: string) => set!.has(peer);
   return async function* peerAllowlist<Req, Res>(call: ServerMiddlewareCall<Req, Res>, context: CallContext) {
     const peer = context.metadata.get(PEER_IDENTITY_HEADER);
-    if (typeof peer !== 'string' || !set.has(peer)) {
+    if (typeof peer !== 'string' || !isAllowed(peer)) {
       throw new AppError('PEER_NOT_ALLOWED', `certificate "${String(peer ?? 'none')}" may not call ${call.method.path}`);
     }
     return yield* call.next(call.request, context);

@@ -1,0 +1,164 @@
+import { delay, isAbortError } from 'abort-controller-x';
+import type { Discovery } from '../discovery/discovery.js';
+import { CoordinatorServiceDefinition, Decision } from '../gen/coordinator/v1/coordinator.js';
+import { createNodeClient, type NodeClient } from '../grpc/client.js';
+import { statusName } from '../grpc/errors.js';
+import type { Logger } from '../logging/logger.js';
+import type { TlsMaterial } from '../tls/credentials.js';
+import type { Ledger } from './ledger.js';
+
+// The participant's termination protocol. A bank that voted YES is uncertain until the coordinator
+// tells it the outcome; normally phase 2 does, but the gateway may be down or have lost the call.
+// Every inDoubtCheckIntervalMs the bank takes the legs prepared longer than inDoubtQueryAfterMs
+// (oldest first, at most inDoubtQueryBatchMax), asks the gateway's CoordinatorService for each
+// one's decision and applies it: commit, or abort (also for a transaction the gateway has no record
+// of: presumed abort). It never releases a yes-voted hold on its own: without an answer the leg
+// stays prepared, and while the gateway cannot be reached the pause between rounds doubles up to
+// inDoubtRetryMaxIntervalMs.
+
+export type CoordinatorDecision = 'commit' | 'abort' | 'pending';
+
+/** Who answers; throws when there is no answer (unreachable, refused, timed out). */
+export interface DecisionSource {
+  getDecision(txId: string, signal: AbortSignal): Promise<CoordinatorDecision>;
+  close(): void;
+}
+
+export interface InDoubtLimits {
+  readonly inDoubtQueryAfterMs: number;
+  readonly inDoubtCheckIntervalMs: number;
+  readonly inDoubtQueryBatchMax: number;
+  readonly inDoubtQueryTimeoutMs: number;
+  readonly inDoubtRetryMaxIntervalMs: number;
+}
+
+export interface RoundResult {
+  readonly asked: number;
+  readonly committed: number;
+  readonly aborted: number;
+  readonly pending: number;
+  /** The round stopped because the coordinator gave no answer. */
+  readonly unanswered: boolean;
+}
+
+/** A warning on the first unanswered round, then on every this many. */
+const WARN_EVERY_ROUNDS = 10;
+
+export class InDoubtResolver {
+  private readonly abort = new AbortController();
+  private loop: Promise<void> | undefined;
+  private failedRounds = 0;
+
+  constructor(
+    private readonly ledger: Ledger,
+    private readonly source: DecisionSource,
+    private readonly limits: InDoubtLimits,
+    private readonly logger: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Starts the periodic rounds (the first one after one check interval). */
+  start(): void {
+    this.loop ??= this.run().catch((err: unknown) => {
+      if (isAbortError(err)) return;
+      // A ledger assertion (the coordinator contradicting what this bank did) is a bug: crash.
+      throw err;
+    });
+  }
+
+  /** Stops the rounds, cancelling a query in flight. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.loop;
+    this.source.close();
+  }
+
+  private async run(): Promise<void> {
+    const { inDoubtCheckIntervalMs, inDoubtRetryMaxIntervalMs } = this.limits;
+    let pauseMs = inDoubtCheckIntervalMs;
+    for (;;) {
+      await delay(this.abort.signal, pauseMs);
+      const r = await this.round();
+      pauseMs = r.unanswered ? Math.min(pauseMs * 2, inDoubtRetryMaxIntervalMs) : inDoubtCheckIntervalMs;
+    }
+  }
+
+  /** One round: ask about the oldest in-doubt legs and apply the answers. */
+  async round(): Promise<RoundResult> {
+    const ids = this.ledger.preparedBefore(this.now() - this.limits.inDoubtQueryAfterMs, this.limits.inDoubtQueryBatchMax);
+    const counts = { asked: 0, committed: 0, aborted: 0, pending: 0 };
+    for (const txId of ids) {
+      let decision: CoordinatorDecision;
+      try {
+        counts.asked++;
+        decision = await this.source.getDecision(txId, this.abort.signal);
+      } catch (err) {
+        if (isAbortError(err)) throw err;
+        this.failedRounds++;
+        const level = this.failedRounds === 1 || this.failedRounds % WARN_EVERY_ROUNDS === 0 ? 'warn' : 'debug';
+        this.logger.log(level, 'in-doubt: the coordinator gave no answer; the legs stay prepared, will ask again', {
+          transactionId: txId,
+          inDoubt: ids.length,
+          failedRounds: this.failedRounds,
+          code: statusName(err),
+          error: err instanceof Error ? err.message : String(err),
+        });
+        return { ...counts, unanswered: true };
+      }
+      // The gateway's phase 2 may have resolved it meanwhile; commit and abort are idempotent.
+      if (decision === 'commit') {
+        this.ledger.commit(txId);
+        counts.committed++;
+      } else if (decision === 'abort') {
+        this.ledger.abort(txId);
+        counts.aborted++;
+      } else {
+        counts.pending++;
+      }
+      if (decision !== 'pending') this.logger.info('in-doubt transaction resolved by the coordinator', { transactionId: txId, decision });
+    }
+    this.failedRounds = 0;
+    return { ...counts, unanswered: false };
+  }
+}
+
+/** Asks the gateway's CoordinatorService, found through discovery, with this bank's certificate. */
+export class GatewayDecisionSource implements DecisionSource {
+  private readonly byAddress = new Map<string, NodeClient<typeof CoordinatorServiceDefinition>>();
+
+  constructor(
+    private readonly discovery: Pick<Discovery, 'gateway'>,
+    private readonly tls: TlsMaterial,
+    private readonly logger: Logger,
+    private readonly queryTimeoutMs: number,
+  ) {}
+
+  async getDecision(txId: string, signal: AbortSignal): Promise<CoordinatorDecision> {
+    const endpoint = this.discovery.gateway();
+    if (!endpoint) throw new Error('no gateway is known to discovery');
+    let entry = this.byAddress.get(endpoint.address);
+    if (!entry) {
+      for (const old of this.byAddress.values()) old.close();
+      this.byAddress.clear();
+      entry = createNodeClient(CoordinatorServiceDefinition, endpoint.address, this.tls, this.logger, {
+        callTimeoutMs: this.queryTimeoutMs,
+        retryMaxAttempts: 1,
+        retryBaseDelayMs: 100,
+        retryMaxDelayMs: 100,
+      });
+      this.byAddress.set(endpoint.address, entry);
+    }
+    const res = await entry.client.getDecision({ transactionId: txId }, { signal });
+    switch (res.decision) {
+      case Decision.DECISION_COMMIT: return 'commit';
+      case Decision.DECISION_ABORT: return 'abort';
+      case Decision.DECISION_PENDING: return 'pending';
+      default: throw new Error(`the gateway answered decision ${res.decision} for ${txId}`);
+    }
+  }
+
+  close(): void {
+    for (const entry of this.byAddress.values()) entry.close();
+    this.byAddress.clear();
+  }
+}

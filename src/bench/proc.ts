@@ -1,0 +1,74 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+
+// Linux process facts for the report: CPU seconds of a process from /proc/<pid>/stat, and a
+// description of the machine (nproc, memory, CPU model, Node version).
+
+let ticksPerSecond: number | undefined;
+
+/** Clock ticks per second of /proc/<pid>/stat times (CLK_TCK; 100 on Linux unless told otherwise). */
+export function clockTicksPerSecond(): number {
+  if (ticksPerSecond === undefined) {
+    try {
+      ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      ticksPerSecond = 100;
+    }
+  }
+  return ticksPerSecond;
+}
+
+/** user + system CPU seconds a process has used so far (all its threads); undefined if it is gone. */
+export function cpuSecondsOf(pid: number): number | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  return parseStatCpuSeconds(text, clockTicksPerSecond());
+}
+
+/** utime (field 14) + stime (field 15) of a /proc/<pid>/stat line, in seconds. */
+export function parseStatCpuSeconds(stat: string, ticks: number): number {
+  // The command name (field 2) is in parentheses and may contain spaces: count fields after ")".
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // rest[0] is field 3 (state), so field N is rest[N - 3].
+  const utime = Number(rest[11]);
+  const stime = Number(rest[12]);
+  if (!Number.isFinite(utime) || !Number.isFinite(stime)) throw new Error(`cannot read CPU times from "${stat.slice(0, 80)}"`);
+  return (utime + stime) / ticks;
+}
+
+export interface MachineInfo {
+  readonly nproc: number;
+  readonly cpuModel: string;
+  readonly memTotal: string;
+  readonly node: string;
+  readonly os: string;
+}
+
+export function machineInfo(): MachineInfo {
+  let cpuModel = os.cpus()[0]?.model ?? 'unknown';
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) cpuModel = m[1]!.trim();
+  } catch {
+    // os.cpus() already gave a name.
+  }
+  let nproc = os.availableParallelism();
+  try {
+    nproc = Number(execFileSync('nproc', { encoding: 'utf8' }).trim()) || nproc;
+  } catch {
+    // availableParallelism is the same figure on Linux.
+  }
+  let memTotal = `${(os.totalmem() / 2 ** 30).toFixed(1)}Gi`;
+  try {
+    const line = execFileSync('free', ['-h'], { encoding: 'utf8' }).split('\n').find((l) => l.startsWith('Mem:'));
+    if (line) memTotal = line.split(/\s+/)[1] ?? memTotal;
+  } catch {
+    // os.totalmem() is enough.
+  }
+  return { nproc, cpuModel, memTotal, node: process.version, os: `${os.type()} ${os.release()}` };
+}

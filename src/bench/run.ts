@@ -1,0 +1,279 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { LiveCounts, WorkerPlan } from './load.js';
+import { formatAmountDist, type BenchOptions } from './options.js';
+import { cpuSecondsOf, machineInfo, type MachineInfo } from './proc.js';
+import { mergeWindows, summarizeLatencies, totalOf, type Counts, type LatencySummary, type WindowResult } from './stats.js';
+import { launchSystem, targetSystem, type BenchSystem, type MoneyTotals, type NodeRef } from './system.js';
+import type { FromWorker, ToWorker } from './worker.js';
+
+// One benchmark: bring up (or target) the system, then for each C: fork the load workers, log the
+// sessions in, warm up, measure, read CPU times around the measured window, and check that money
+// was conserved once every transfer has settled.
+
+const WORKER_FILE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'worker.ts');
+
+/** Bound of the logins of one point (argon2id at the banks: ~0.1 s of a core each). */
+export const LOGIN_TIMEOUT_MS = 10 * 60_000;
+/** How long the end-of-run conservation check waits for holds to settle. */
+export const SETTLE_TIMEOUT_MS = 30_000;
+export const SETTLE_POLL_MS = 500;
+/** A worker must deliver its result this long after the window ended (the call deadline is added). */
+export const RESULT_GRACE_MS = 15_000;
+
+export interface CpuUse {
+  readonly name: string;
+  /** user + system CPU seconds used during the measured window. */
+  readonly seconds: number;
+  /** The same as a share of one core: seconds / duration * 100. */
+  readonly corePct: number;
+}
+
+export interface Conservation {
+  readonly startMinor: string;
+  readonly endMinor: string;
+  readonly heldMinor: string;
+  readonly conserved: boolean;
+  readonly settleMs: number;
+}
+
+export interface PointResult {
+  readonly concurrency: number;
+  readonly durationS: number;
+  readonly warmupS: number;
+  readonly committed: number;
+  readonly committedPerS: number;
+  readonly abortedTotal: number;
+  readonly failedTotal: number;
+  readonly aborted: Counts;
+  readonly failed: Counts;
+  readonly latency: LatencySummary;
+  readonly cpu: readonly CpuUse[];
+  /** CPU of every reported process (load generator included) per committed transfer, ms. */
+  readonly cpuMsPerTransfer: number;
+  /** 1-minute load average when the measured window began: other work on the machine shows here. */
+  readonly loadAvg1: number;
+  readonly conservation: Conservation;
+}
+
+export interface BenchReport {
+  readonly startedAt: string;
+  readonly machine: MachineInfo;
+  readonly setup: {
+    readonly launched: boolean;
+    readonly banks: readonly string[];
+    readonly accountsPerBank: number;
+    readonly historyRows: number;
+    readonly sameBankShare: number;
+    readonly amount: string;
+    readonly seed: number;
+    readonly workers: number;
+    readonly channelsPerWorker: number;
+    readonly sets: readonly string[];
+  };
+  readonly points: readonly PointResult[];
+}
+
+type Log = (line: string) => void;
+
+interface Worker {
+  readonly child: ChildProcess;
+  live: LiveCounts;
+  result?: WindowResult;
+}
+
+function onceFrom(w: Worker, type: FromWorker['type'], timeoutMs: number): Promise<FromWorker> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`load worker ${w.child.pid}: no "${type}" within ${timeoutMs} ms`)), timeoutMs);
+    const onMessage = (m: FromWorker) => {
+      if (m.type === 'error') done(new Error(`load worker ${w.child.pid}: ${m.message}`));
+      else if (m.type === type) done(undefined, m);
+    };
+    const onExit = (code: number | null) => done(new Error(`load worker ${w.child.pid} exited (${code}) before "${type}"`));
+    const done = (err?: Error, m?: FromWorker) => {
+      clearTimeout(timer);
+      w.child.off('message', onMessage);
+      w.child.off('exit', onExit);
+      if (err) reject(err);
+      else resolve(m!);
+    };
+    w.child.on('message', onMessage);
+    w.child.on('exit', onExit);
+  });
+}
+
+function cpuSnapshot(refs: readonly NodeRef[]): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const r of refs) {
+    const s = cpuSecondsOf(r.pid);
+    if (s !== undefined) m.set(r.name, s);
+  }
+  const self = process.cpuUsage();
+  m.set('bench', (self.user + self.system) / 1e6);
+  return m;
+}
+
+async function settle(system: BenchSystem, start: MoneyTotals): Promise<Conservation> {
+  const began = Date.now();
+  let t = await system.totals();
+  while ((t.heldMinor !== 0n || t.balanceMinor !== start.balanceMinor) && Date.now() - began < SETTLE_TIMEOUT_MS) {
+    await new Promise((r) => setTimeout(r, SETTLE_POLL_MS));
+    t = await system.totals();
+  }
+  return {
+    startMinor: start.balanceMinor.toString(),
+    endMinor: t.balanceMinor.toString(),
+    heldMinor: t.heldMinor.toString(),
+    conserved: t.balanceMinor === start.balanceMinor && t.heldMinor === 0n && t.accounts === start.accounts,
+    settleMs: Date.now() - began,
+  };
+}
+
+/** Measures one concurrency level against a running system. */
+export async function runPoint(system: BenchSystem, o: BenchOptions, concurrency: number, log: Log, progress: Log): Promise<PointResult> {
+  const start = await system.totals();
+  const workerCount = Math.min(o.workers, concurrency);
+  const workers: Worker[] = [];
+  try {
+    for (let k = 0; k < workerCount; k++) {
+      const child = fork(WORKER_FILE, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const w: Worker = { child, live: { committed: 0, aborted: 0, failed: 0, inFlight: 0 } };
+      child.on('message', (m: FromWorker) => {
+        if (m.type === 'progress' || m.type === 'result') w.live = m.live;
+        if (m.type === 'result') w.result = m.result;
+      });
+      workers.push(w);
+    }
+    const planOf = (k: number): WorkerPlan => ({
+      gatewayAddress: system.gatewayAddress,
+      certsDir: system.certsDir,
+      identity: 'client',
+      banks: system.banks,
+      accounts: o.accounts,
+      prefix: o.prefix,
+      password: o.password,
+      currency: o.currency,
+      sessions: Array.from({ length: concurrency }, (_, s) => s).filter((s) => s % workerCount === k),
+      channels: o.channels,
+      callTimeoutMs: o.callTimeoutMs,
+      sameBankShare: o.sameBankShare,
+      amount: formatAmountDist(o.amount),
+      seed: o.seed,
+    });
+    const loginStarted = Date.now();
+    const ready = workers.map((w) => onceFrom(w, 'ready', LOGIN_TIMEOUT_MS));
+    workers.forEach((w, k) => w.child.send({ type: 'plan', plan: planOf(k) } satisfies ToWorker));
+    await Promise.all(ready);
+    log(`C=${concurrency}: ${concurrency} sessions logged in (${workerCount} worker${workerCount === 1 ? '' : 's'}, ${o.channels} channel${o.channels === 1 ? '' : 's'} each) in ${((Date.now() - loginStarted) / 1000).toFixed(1)} s`);
+
+    const goAt = Date.now();
+    const window = { measureFromMs: goAt + o.warmupS * 1000, endAtMs: goAt + (o.warmupS + o.durationS) * 1000 };
+    const refs = [...system.nodes, ...workers.map((w, k) => ({ name: `loadgen${workerCount > 1 ? k : ''}`, pid: w.child.pid! }))];
+    const results = workers.map((w) => onceFrom(w, 'result', o.warmupS * 1000 + o.durationS * 1000 + o.callTimeoutMs + RESULT_GRACE_MS));
+    workers.forEach((w) => w.child.send({ type: 'go', window } satisfies ToWorker));
+
+    let before: Map<string, number> | undefined;
+    let after: Map<string, number> | undefined;
+    let loadAvg1 = os.loadavg()[0]!;
+    const t1 = setTimeout(() => {
+      before = cpuSnapshot(refs);
+      loadAvg1 = os.loadavg()[0]!;
+    }, window.measureFromMs - Date.now());
+    const t2 = setTimeout(() => { after = cpuSnapshot(refs); }, window.endAtMs - Date.now());
+    let last = 0;
+    const ticker = setInterval(() => {
+      const live = workers.reduce((a, w) => ({
+        committed: a.committed + w.live.committed,
+        aborted: a.aborted + w.live.aborted,
+        failed: a.failed + w.live.failed,
+        inFlight: a.inFlight + w.live.inFlight,
+      }), { committed: 0, aborted: 0, failed: 0, inFlight: 0 });
+      const now = Date.now();
+      const phase = now < window.measureFromMs ? 'warm-up' : now < window.endAtMs ? 'measure' : 'draining';
+      const elapsed = Math.round((now - goAt) / 1000);
+      progress(`C=${concurrency} ${phase} ${elapsed}/${o.warmupS + o.durationS}s  committed ${live.committed} (+${live.committed - last}/s)  aborted ${live.aborted}  failed ${live.failed}  in flight ${live.inFlight}`);
+      last = live.committed;
+    }, 1000);
+    try {
+      await Promise.all(results);
+    } finally {
+      clearInterval(ticker);
+      clearTimeout(t1);
+      clearTimeout(t2);
+    }
+    const merged = mergeWindows(workers.map((w) => w.result!));
+    before ??= cpuSnapshot(refs);
+    after ??= cpuSnapshot(refs);
+    const cpu: CpuUse[] = [];
+    let loadgen = 0;
+    for (const [name, b] of before) {
+      const a = after.get(name);
+      if (a === undefined) continue;
+      if (name.startsWith('loadgen') || name === 'bench') {
+        loadgen += a - b;
+        continue;
+      }
+      cpu.push({ name, seconds: a - b, corePct: ((a - b) / o.durationS) * 100 });
+    }
+    cpu.push({ name: 'loadgen', seconds: loadgen, corePct: (loadgen / o.durationS) * 100 });
+    const conservation = await settle(system, start);
+    return {
+      concurrency,
+      durationS: o.durationS,
+      warmupS: o.warmupS,
+      committed: merged.committed,
+      committedPerS: merged.committed / o.durationS,
+      abortedTotal: totalOf(merged.aborted),
+      failedTotal: totalOf(merged.failed),
+      aborted: merged.aborted,
+      failed: merged.failed,
+      latency: summarizeLatencies(merged.latenciesMs),
+      cpu,
+      cpuMsPerTransfer: merged.committed > 0 ? (cpu.reduce((n, c) => n + c.seconds, 0) * 1000) / merged.committed : NaN,
+      loadAvg1,
+      conservation,
+    };
+  } finally {
+    for (const w of workers) if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGTERM');
+  }
+}
+
+/** The whole command: system up, every point of the sweep (or the one C), system down. */
+export async function runBench(o: BenchOptions, log: Log, progress: Log): Promise<BenchReport> {
+  const startedAt = new Date().toISOString();
+  const system = o.targetConfig ? targetSystem(o) : await launchSystem(o, log);
+  const points: PointResult[] = [];
+  // Ctrl-C: stop the launched nodes (and remove the temp folder) before leaving.
+  const interrupted = () => {
+    log('interrupted: stopping the system');
+    void system.stop().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
+  try {
+    for (const c of o.sweep ?? [o.concurrency]) points.push(await runPoint(system, o, c, log, progress));
+  } finally {
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
+    await system.stop();
+  }
+  return {
+    startedAt,
+    machine: machineInfo(),
+    setup: {
+      launched: !o.targetConfig,
+      banks: system.banks,
+      accountsPerBank: o.accounts,
+      historyRows: o.historyRows,
+      sameBankShare: o.sameBankShare,
+      amount: formatAmountDist(o.amount),
+      seed: o.seed,
+      workers: o.workers,
+      channelsPerWorker: o.channels,
+      sets: o.sets,
+    },
+    points,
+  };
+}

@@ -1,0 +1,265 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { LEDGER_FILE, Ledger } from '../bank/ledger.js';
+import { loadConfig } from '../config/load.js';
+import { bankName, type BenchOptions } from './options.js';
+
+// The system under test: either launched here (certificates, config, bulk-seeded ledgers, then
+// bin/bank and bin/gateway as child processes, exactly as in production: mutual TLS, WAL with
+// synchronous=FULL) or a running one described by its config.json.
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** How long a node may take to print its ready line. */
+export const NODE_READY_TIMEOUT_MS = 60_000;
+/** How long a node may take to exit after SIGTERM before it is killed. */
+export const NODE_STOP_TIMEOUT_MS = 20_000;
+/** Bound of one admin command (bulk seeding of millions of rows included). */
+export const ADMIN_TIMEOUT_MS = 60 * 60_000;
+
+export interface NodeRef {
+  readonly name: string;
+  readonly pid: number;
+}
+
+export interface MoneyTotals {
+  readonly accounts: number;
+  readonly balanceMinor: bigint;
+  readonly heldMinor: bigint;
+}
+
+export interface BenchSystem {
+  readonly gatewayAddress: string;
+  readonly certsDir: string;
+  readonly configPath: string;
+  readonly banks: readonly string[];
+  /** Processes whose CPU time is reported. */
+  readonly nodes: readonly NodeRef[];
+  readonly dir: string | undefined;
+  /** Sum over every bank, read from the ledgers (as `bin/bank total --json` does). */
+  totals(): Promise<MoneyTotals>;
+  stop(): Promise<void>;
+}
+
+type Log = (line: string) => void;
+
+/** Runs `bin/<bin> args` to completion; rejects with its output when it fails. */
+export function runBin(bin: 'bank' | 'gateway', args: readonly string[], input = '', timeoutMs = ADMIN_TIMEOUT_MS): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(path.join(ROOT, 'bin', bin), [...args], { cwd: process.cwd(), timeout: timeoutMs, maxBuffer: 16 * 2 ** 20 },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`bin/${bin} ${args.join(' ')} failed: ${err.message}\n${stderr}`));
+        else resolve(stdout);
+      });
+    child.stdin?.end(input);
+  });
+}
+
+/**
+ * Sum over the banks' ledgers, read with Ledger.totals() (what `bin/bank total` prints) on the
+ * files themselves: SQLite WAL lets this reader run beside the live bank without blocking it.
+ */
+async function bankTotals(dataDirs: readonly string[]): Promise<MoneyTotals> {
+  const all = dataDirs.map((dir) => {
+    if (!fs.existsSync(path.join(dir, LEDGER_FILE))) throw new Error(`no ledger in ${dir}`);
+    const ledger = Ledger.open(dir);
+    try {
+      const t = ledger.totals();
+      return { accounts: t.accounts, balanceMinor: t.balanceMinor, heldMinor: t.heldMinor };
+    } finally {
+      ledger.close();
+    }
+  });
+  return all.reduce((a, t) => ({
+    accounts: a.accounts + t.accounts,
+    balanceMinor: a.balanceMinor + t.balanceMinor,
+    heldMinor: a.heldMinor + t.heldMinor,
+  }), { accounts: 0, balanceMinor: 0n, heldMinor: 0n });
+}
+
+interface Started {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly port: number;
+  readonly exited: Promise<void>;
+}
+
+/**
+ * Starts `bin/<bin> args`, output into `logFile`; resolves with the port of its ready line. With
+ * `nodeFlags` (Node refuses --cpu-prof in NODE_OPTIONS) it runs what the bash wrapper runs, node
+ * with the tsx loader and bin/<bin>.ts, with those flags added.
+ */
+function startNode(bin: 'bank' | 'gateway', name: string, args: readonly string[], nodeFlags: readonly string[], logFile: string): Promise<Started> {
+  const [file, argv] = nodeFlags.length === 0
+    ? [path.join(ROOT, 'bin', bin), [...args]]
+    : [process.execPath, [...nodeFlags, '--disable-warning=ExperimentalWarning', '--import',
+      pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/esm/index.mjs')).href, path.join(ROOT, 'bin', `${bin}.ts`), ...args]];
+  const child = spawn(file, argv, { cwd: ROOT, env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const out = fs.createWriteStream(logFile);
+  child.stderr!.pipe(out);
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${name} did not become ready in ${NODE_READY_TIMEOUT_MS} ms (see ${logFile})`));
+    }, NODE_READY_TIMEOUT_MS);
+    const onExit = (code: number | null, signal: string | null) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited (${code ?? signal}) before it was ready (see ${logFile})`));
+    };
+    child.on('exit', onExit);
+    child.stdout!.on('data', (chunk: Buffer) => {
+      out.write(chunk);
+      if (seen === '\u0000') return;
+      seen += chunk.toString();
+      const line = seen.split('\n').find((l) => l.startsWith('{"event":"listening"'));
+      if (!line) return;
+      seen = '\u0000';
+      clearTimeout(timer);
+      child.off('exit', onExit);
+      resolve({ name, child, port: (JSON.parse(line) as { port: number }).port, exited });
+    });
+  });
+}
+
+async function stopNode(node: Started): Promise<void> {
+  if (node.child.exitCode !== null || node.child.signalCode !== null) return;
+  node.child.kill('SIGTERM');
+  const timer = setTimeout(() => node.child.kill('SIGKILL'), NODE_STOP_TIMEOUT_MS);
+  await node.exited;
+  clearTimeout(timer);
+}
+
+/** What a data folder was seeded with; a folder is reused only for the same spec. */
+interface SeedSpec {
+  readonly banks: readonly string[];
+  readonly accounts: number;
+  readonly prefix: string;
+  readonly currency: string;
+  readonly balance: string;
+  readonly historyRows: number;
+}
+
+function seedSpecOf(o: BenchOptions, banks: readonly string[]): SeedSpec {
+  return { banks, accounts: o.accounts, prefix: o.prefix, currency: o.currency, balance: o.balance, historyRows: o.historyRows };
+}
+
+async function seed(o: BenchOptions, configPath: string, dir: string, banks: readonly string[], log: Log): Promise<void> {
+  const marker = path.join(dir, 'bench-seed.json');
+  const spec = seedSpecOf(o, banks);
+  if (fs.existsSync(marker)) {
+    const old = fs.readFileSync(marker, 'utf8');
+    if (old === JSON.stringify(spec)) {
+      log(`reusing the seeded ledgers in ${dir}`);
+      return;
+    }
+    throw new Error(`${dir} was seeded with ${old}; use another --dir for ${JSON.stringify(spec)}`);
+  }
+  let started = Date.now();
+  log(`seeding ${o.accounts} accounts at each of ${banks.join(', ')}`);
+  // Banks are separate files: seed them side by side.
+  await Promise.all(banks.map((b) => runBin('bank', ['bulk-seed', '--config', configPath, '--name', b, '--count', String(o.accounts),
+    '--prefix', o.prefix, '--currency', o.currency, '--balance', o.balance, '--password-stdin'], `${o.password}\n`)));
+  log(`seeded in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  if (o.historyRows > 0) {
+    started = Date.now();
+    const perBank = Math.ceil(o.historyRows / banks.length);
+    log(`adding ${perBank} history rows at each bank`);
+    await Promise.all(banks.map((b, i) => runBin('bank', ['fill-history', '--config', configPath, '--name', b, '--rows', String(perBank),
+      '--count', String(o.accounts), '--prefix', o.prefix, '--counterparty', banks[(i + 1) % banks.length]!])));
+    log(`history added in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  }
+  fs.writeFileSync(marker, JSON.stringify(spec));
+}
+
+/** Creates (or reuses) the folder, seeds the ledgers, starts every bank and then the gateway. */
+export async function launchSystem(o: BenchOptions, log: Log): Promise<BenchSystem> {
+  const dir = o.dir ? path.resolve(o.dir) : fs.mkdtempSync(path.join(os.tmpdir(), 'payments-bench-'));
+  fs.mkdirSync(dir, { recursive: true });
+  const banks = Array.from({ length: o.banks }, (_, i) => bankName(i));
+  const certsDir = path.join(dir, 'certs');
+  const configPath = path.join(dir, 'config.json');
+  const logsDir = path.join(dir, 'logs');
+  fs.mkdirSync(logsDir, { recursive: true });
+  await new Promise<void>((resolve, reject) => execFile(path.join(ROOT, 'scripts/gen-certs.sh'), [certsDir, ...banks],
+    (err) => (err ? reject(err) : resolve())));
+  const config = {
+    tls: { dir: certsDir, gatewayIdentity: 'gateway' },
+    // Production logging (info, JSON file per node); the console copy is off because nobody reads it.
+    logging: { dir: logsDir, level: 'info', console: false },
+    discovery: { mode: 'static' },
+    gateway: { host: '127.0.0.1', port: 0, dataDir: path.join(dir, 'gateway') },
+    banks: Object.fromEntries(banks.map((b) => [b, { host: '127.0.0.1', port: 0, dataDir: path.join(dir, b) }])),
+    client: { gatewayAddress: 'localhost:0', dataDir: path.join(dir, 'client') },
+  };
+  const write = () => fs.writeFileSync(configPath, JSON.stringify(config, null, 2));
+  write();
+  await seed(o, configPath, dir, banks, log);
+
+  const sets = o.sets.flatMap((s) => ['--set', s]);
+  const flagsFor = (name: string): string[] => {
+    if (!o.cpuProfDir) return [];
+    // One folder per node: the tsx loader thread writes its own profile next to the main thread's
+    // (CPU.<date>.<pid>.<thread>.cpuprofile; the main thread is thread 0).
+    const dir = path.resolve(o.cpuProfDir, name);
+    fs.mkdirSync(dir, { recursive: true });
+    return ['--cpu-prof', `--cpu-prof-dir=${dir}`];
+  };
+  const started: Started[] = [];
+  const stop = async () => {
+    for (const n of started.splice(0).reverse()) await stopNode(n);
+  };
+  try {
+    for (const b of banks) {
+      const node = await startNode('bank', b, ['--config', configPath, '--name', b, ...sets], flagsFor(b), path.join(logsDir, `${b}.out`));
+      started.push(node);
+      config.banks[b]!.port = node.port;
+      write();
+    }
+    const gw = await startNode('gateway', 'gateway', ['--config', configPath, ...sets], flagsFor('gateway'), path.join(logsDir, 'gateway.out'));
+    started.push(gw);
+    config.gateway.port = gw.port;
+    config.client.gatewayAddress = `localhost:${gw.port}`;
+    write();
+    log(`system up in ${dir}: gateway :${gw.port}, ${banks.map((b) => `${b} :${config.banks[b]!.port}`).join(', ')}`);
+    return {
+      gatewayAddress: `localhost:${gw.port}`,
+      certsDir,
+      configPath,
+      banks,
+      nodes: started.map((n) => ({ name: n.name, pid: n.child.pid! })),
+      dir,
+      totals: () => bankTotals(banks.map((b) => config.banks[b]!.dataDir)),
+      stop: async () => {
+        await stop();
+        if (!o.dir && !o.keep) fs.rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** A system someone else runs, described by its config.json (accounts must already exist). */
+export function targetSystem(o: BenchOptions): BenchSystem {
+  const configPath = path.resolve(o.targetConfig!);
+  const config = loadConfig({ path: configPath, sets: [...o.sets] });
+  const banks = Object.keys(config.banks);
+  if (banks.length === 0) throw new Error(`${configPath} names no banks`);
+  return {
+    gatewayAddress: config.client.gatewayAddress,
+    // Relative paths in a config are relative to the working folder, as for the nodes themselves.
+    certsDir: path.resolve(config.tls.dir),
+    configPath,
+    banks,
+    nodes: Object.entries(o.pids).map(([name, pid]) => ({ name, pid })),
+    dir: undefined,
+    totals: () => bankTotals(banks.map((b) => path.resolve(config.banks[b]!.dataDir))),
+    stop: async () => undefined,
+  };
+}

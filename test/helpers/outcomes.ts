@@ -1,0 +1,138 @@
+import { ClientError, Status, type Metadata } from 'nice-grpc';
+import { Ledger } from '../../src/bank/ledger.js';
+import { listUnfinished } from '../../src/gateway/admin.js';
+import { reasonOf } from '../../src/grpc/errors.js';
+import type { Cluster } from './cluster.js';
+
+// Shared by the crash tests (failpoints, termination, chaos): what a transfer's key finally
+// resolved to, and what is left unfinished anywhere in the system.
+
+type GatewayClient = ReturnType<Cluster['gatewayClient']>;
+type BankClient = ReturnType<Cluster['bankClient']>;
+
+const gatewayClients = new WeakMap<Cluster, GatewayClient>();
+const bankClients = new WeakMap<Cluster, Map<string, BankClient>>();
+
+/** One long-lived gateway client per cluster (its channel reconnects after a restart). */
+export function gatewayOf(cluster: Cluster): GatewayClient {
+  let c = gatewayClients.get(cluster);
+  if (!c) gatewayClients.set(cluster, (c = cluster.gatewayClient()));
+  return c;
+}
+
+/** One long-lived client per bank (gateway certificate). */
+export function bankOf(cluster: Cluster, bank: string): BankClient {
+  let m = bankClients.get(cluster);
+  if (!m) bankClients.set(cluster, (m = new Map()));
+  let c = m.get(bank);
+  if (!c) m.set(bank, (c = cluster.bankClient(bank)));
+  return c;
+}
+
+export type Outcome = { kind: 'committed'; txId: string } | { kind: 'aborted'; reason: string };
+
+/** An answer that says nothing about the transfer (the gateway is down or restarting): ask again. */
+export function isRetryable(err: unknown): boolean {
+  if (!(err instanceof ClientError)) return false;
+  const reason = reasonOf(err);
+  if (reason === undefined) return err.code === Status.UNAVAILABLE || err.code === Status.DEADLINE_EXCEEDED || err.code === Status.CANCELLED || err.code === Status.UNKNOWN || err.code === Status.INTERNAL;
+  // INTERNAL: "the transfer could not be completed; retry with the same idempotency key".
+  return reason === 'TRANSFER_IN_PROGRESS' || reason === 'SHUTTING_DOWN' || reason === 'OVERLOADED' || reason === 'INTERNAL';
+}
+
+/** The outcome a CreateTransfer answer reports, or undefined when it reports none (retryable). */
+export function outcomeOf(result: { transfer?: { transactionId: string } } | unknown, err?: unknown): Outcome | undefined {
+  if (err === undefined) {
+    const id = (result as { transfer?: { transactionId: string } }).transfer?.transactionId;
+    if (!id) throw new Error('CreateTransfer answered without a transfer');
+    return { kind: 'committed', txId: id };
+  }
+  if (isRetryable(err)) return undefined;
+  const reason = reasonOf(err);
+  if (!reason) throw err;
+  return { kind: 'aborted', reason };
+}
+
+export interface TransferArgs {
+  metadata: Metadata;
+  toBank: string;
+  toUsername: string;
+  amountMinor: bigint;
+  key: string;
+}
+
+/** Sends (or replays) a transfer until its answer is an outcome, up to timeoutMs. */
+export async function resolveOutcome(cluster: Cluster, t: TransferArgs, timeoutMs = 30_000): Promise<Outcome> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < end) {
+    try {
+      const res = await gatewayOf(cluster).createTransfer(
+        { idempotencyKey: t.key, toBank: t.toBank, toUsername: t.toUsername, amountMinor: t.amountMinor, currency: 'EUR' },
+        { metadata: t.metadata, deadline: 8000 } as never,
+      );
+      return outcomeOf(res) as Outcome;
+    } catch (err) {
+      const o = outcomeOf(undefined, err);
+      if (o) return o;
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`transfer ${t.key} has no outcome after ${timeoutMs} ms; last answer: ${String(last)}`);
+}
+
+/** Prepared legs at a bank, read from its ledger file (safe next to the running bank: WAL). */
+export function inDoubtAt(cluster: Cluster, bank: string): string[] {
+  const ledger = Ledger.open(cluster.config.banks[bank].dataDir);
+  try {
+    return ledger.inDoubt(1000).map((t) => t.txId);
+  } finally {
+    ledger.close();
+  }
+}
+
+/** Unfinished transfers in the gateway's store. */
+export function unfinishedAtGateway(cluster: Cluster): string[] {
+  return listUnfinished(cluster.config.gateway.dataDir, 1000).map((t) => `${t.transactionId}:${t.state}:${t.awaiting.join('+')}`);
+}
+
+/** Everything still in flight anywhere: empty when the system has settled. */
+export async function leftovers(cluster: Cluster): Promise<string[]> {
+  const out: string[] = [];
+  for (const bank of Object.keys(cluster.config.banks)) for (const id of inDoubtAt(cluster, bank)) out.push(`${bank} in-doubt ${id}`);
+  for (const u of unfinishedAtGateway(cluster)) out.push(`gateway unfinished ${u}`);
+  for (const u of cluster.users) {
+    const b = await bankOf(cluster, u.bank).getBalance({ username: u.username });
+    if (b.availableMinor !== b.balanceMinor) out.push(`${u.username}@${u.bank} holds ${b.balanceMinor - b.availableMinor}`);
+  }
+  return out;
+}
+
+/** History entries of one account for one transaction id, read from the bank with the gateway's cert. */
+export async function historyFor(cluster: Cluster, bank: string, username: string): Promise<{ txId: string; direction: number; amountMinor: bigint }[]> {
+  const client = bankOf(cluster, bank);
+  const out: { txId: string; direction: number; amountMinor: bigint }[] = [];
+  let pageToken = '';
+  for (let i = 0; i < 10_000; i++) {
+    const page = await client.listTransactions({ username, pageSize: 100, pageToken });
+    for (const e of page.entries) out.push({ txId: e.transactionId, direction: e.direction, amountMinor: e.amountMinor });
+    pageToken = page.nextPageToken;
+    if (!pageToken) return out;
+  }
+  throw new Error(`history of ${username}@${bank} has too many pages`);
+}
+
+/** Sum of balances and of holds over every user, read from the banks (reused channels). */
+export async function balances(cluster: Cluster): Promise<{ balanceMinor: bigint; heldMinor: bigint; byUser: Map<string, bigint> }> {
+  let balanceMinor = 0n;
+  let heldMinor = 0n;
+  const byUser = new Map<string, bigint>();
+  for (const u of cluster.users) {
+    const b = await bankOf(cluster, u.bank).getBalance({ username: u.username });
+    balanceMinor += b.balanceMinor;
+    heldMinor += b.balanceMinor - b.availableMinor;
+    byUser.set(`${u.username}@${u.bank}`, b.balanceMinor);
+  }
+  return { balanceMinor, heldMinor, byUser };
+}
