@@ -16,7 +16,8 @@ import {
 import { migrate } from './schema.js';
 
 // The bank's durable ledger. Every public method is one SQLite transaction; better-sqlite3 runs it
-// synchronously, so two prepares can never interleave and overdraw an account.
+// synchronously, so two prepares can never interleave and overdraw an account. execute() runs
+// many 2PC operations in one transaction (group commit: one fsync for all of them).
 // WAL + synchronous=FULL: a YES vote is on disk before the RPC answers.
 
 export const LEDGER_FILE = 'ledger.sqlite';
@@ -62,6 +63,15 @@ export interface CurrencyTotals {
 export interface Totals extends CurrencyTotals {
   readonly byCurrency: Readonly<Record<string, CurrencyTotals>>;
 }
+
+/** One 2PC operation of a group commit (Ledger.execute). */
+export type LedgerOp =
+  | { readonly type: 'prepare'; readonly leg: Leg }
+  | { readonly type: 'commit'; readonly txId: string }
+  | { readonly type: 'abort'; readonly txId: string };
+
+/** A prepare's vote (a failed Result is NO), or the state after a commit / abort. */
+export type LedgerOpResult = Result<PrepareAction> | TxState;
 
 type Row = Record<string, unknown>;
 
@@ -207,65 +217,89 @@ export class Ledger {
 
   /** PrepareDebit / PrepareCredit: a failed Result is a NO vote; nothing changes then. */
   prepare(leg: Leg): Result<PrepareAction> {
-    return this.db.transaction((): Result<PrepareAction> => {
-      const existingRow = this.sql.leg.get(leg.txId, leg.kind) as Row | undefined;
-      const txState = this.txState(leg.txId);
-      const decision = decidePrepare({
-        txState,
-        existing: existingRow ? toLeg(existingRow) : undefined,
-        account: this.account(leg.username),
-        leg,
-      });
-      if (!decision.ok || decision.value === 'repeat') return decision;
-      const nowMs = this.now();
-      if (txState === undefined) this.sql.insertTx.run(leg.txId, 'prepared', nowMs, nowMs);
-      this.sql.insertLeg.run(
-        leg.txId, leg.kind, leg.username, leg.amountMinor, leg.currency, leg.counterpartyBank, leg.counterpartyUsername,
-      );
-      if (leg.kind === 'debit') {
-        const held = this.sql.hold.run({ amount: leg.amountMinor, username: leg.username });
-        assert(held.changes === 1, `hold of ${leg.amountMinor} on ${leg.username} failed after the funds check`);
-      }
-      return ok('insert');
-    }).immediate();
+    return this.db.transaction(() => this.prepareInTx(leg)).immediate();
   }
 
   /** Applies every prepared leg once; a repeat changes nothing. Returns the state: committed. */
   commit(txId: string): TxState {
-    return this.db.transaction((): TxState => {
-      const legs = (this.sql.legs.all(txId) as Row[]).map(toLeg);
-      if (decideCommit(txId, this.txState(txId), legs.length) === 'none') return 'committed';
-      const nowMs = this.now();
-      for (const leg of legs) {
-        const stmt = leg.kind === 'debit' ? this.sql.applyDebit : this.sql.applyCredit;
-        const r = stmt.get({ amount: leg.amountMinor, username: leg.username }) as Row | undefined;
-        assert(r !== undefined, `cannot apply ${leg.kind} leg of ${txId} to ${leg.username}: no account or no hold`);
-        this.sql.insertHistory.run(
-          leg.username, txId, leg.kind, leg.amountMinor, leg.currency, leg.counterpartyBank,
-          leg.counterpartyUsername, r.balance_minor as bigint, nowMs,
-        );
-      }
-      this.sql.setTxState.run('committed', nowMs, txId);
-      return 'committed';
-    }).immediate();
+    return this.db.transaction(() => this.commitInTx(txId)).immediate();
   }
 
   /** Releases the holds; for an unknown transaction leaves a tombstone. Returns the state: aborted. */
   abort(txId: string): TxState {
-    return this.db.transaction((): TxState => {
-      const action = decideAbort(txId, this.txState(txId));
-      const nowMs = this.now();
-      if (action === 'tombstone') this.sql.insertTx.run(txId, 'aborted', nowMs, nowMs);
-      if (action === 'release') {
-        for (const leg of (this.sql.legs.all(txId) as Row[]).map(toLeg)) {
-          if (leg.kind !== 'debit') continue;
-          const released = this.sql.release.run({ amount: leg.amountMinor, username: leg.username });
-          assert(released.changes === 1, `hold of ${leg.amountMinor} on ${leg.username} for ${txId} is missing`);
-        }
-        this.sql.setTxState.run('aborted', nowMs, txId);
+    return this.db.transaction(() => this.abortInTx(txId)).immediate();
+  }
+
+  /**
+   * Group commit: performs many 2PC operations in ONE transaction (one fsync), in order, each
+   * decided on its own exactly as prepare/commit/abort would (a NO vote changes nothing and does
+   * not affect the others). Returns one result per operation, same order. If any operation throws
+   * (an assertion), nothing of the whole group is written and the error propagates.
+   */
+  execute(ops: readonly LedgerOp[]): LedgerOpResult[] {
+    return this.db.transaction(() => ops.map((op) => this.executeInTx(op))).immediate();
+  }
+
+  private executeInTx(op: LedgerOp): LedgerOpResult {
+    switch (op.type) {
+      case 'prepare': return this.prepareInTx(op.leg);
+      case 'commit': return this.commitInTx(op.txId);
+      case 'abort': return this.abortInTx(op.txId);
+    }
+  }
+
+  private prepareInTx(leg: Leg): Result<PrepareAction> {
+    const existingRow = this.sql.leg.get(leg.txId, leg.kind) as Row | undefined;
+    const txState = this.txState(leg.txId);
+    const decision = decidePrepare({
+      txState,
+      existing: existingRow ? toLeg(existingRow) : undefined,
+      account: this.account(leg.username),
+      leg,
+    });
+    if (!decision.ok || decision.value === 'repeat') return decision;
+    const nowMs = this.now();
+    if (txState === undefined) this.sql.insertTx.run(leg.txId, 'prepared', nowMs, nowMs);
+    this.sql.insertLeg.run(
+      leg.txId, leg.kind, leg.username, leg.amountMinor, leg.currency, leg.counterpartyBank, leg.counterpartyUsername,
+    );
+    if (leg.kind === 'debit') {
+      const held = this.sql.hold.run({ amount: leg.amountMinor, username: leg.username });
+      assert(held.changes === 1, `hold of ${leg.amountMinor} on ${leg.username} failed after the funds check`);
+    }
+    return ok('insert');
+  }
+
+  private commitInTx(txId: string): TxState {
+    const legs = (this.sql.legs.all(txId) as Row[]).map(toLeg);
+    if (decideCommit(txId, this.txState(txId), legs.length) === 'none') return 'committed';
+    const nowMs = this.now();
+    for (const leg of legs) {
+      const stmt = leg.kind === 'debit' ? this.sql.applyDebit : this.sql.applyCredit;
+      const r = stmt.get({ amount: leg.amountMinor, username: leg.username }) as Row | undefined;
+      assert(r !== undefined, `cannot apply ${leg.kind} leg of ${txId} to ${leg.username}: no account or no hold`);
+      this.sql.insertHistory.run(
+        leg.username, txId, leg.kind, leg.amountMinor, leg.currency, leg.counterpartyBank,
+        leg.counterpartyUsername, r.balance_minor as bigint, nowMs,
+      );
+    }
+    this.sql.setTxState.run('committed', nowMs, txId);
+    return 'committed';
+  }
+
+  private abortInTx(txId: string): TxState {
+    const action = decideAbort(txId, this.txState(txId));
+    const nowMs = this.now();
+    if (action === 'tombstone') this.sql.insertTx.run(txId, 'aborted', nowMs, nowMs);
+    if (action === 'release') {
+      for (const leg of (this.sql.legs.all(txId) as Row[]).map(toLeg)) {
+        if (leg.kind !== 'debit') continue;
+        const released = this.sql.release.run({ amount: leg.amountMinor, username: leg.username });
+        assert(released.changes === 1, `hold of ${leg.amountMinor} on ${leg.username} for ${txId} is missing`);
       }
-      return 'aborted';
-    }).immediate();
+      this.sql.setTxState.run('aborted', nowMs, txId);
+    }
+    return 'aborted';
   }
 
   /** One page of an account's history, newest first, strictly older than `beforeSeq` if given. */

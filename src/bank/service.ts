@@ -3,14 +3,17 @@ import { AppError, type Result } from '../core/errors.js';
 import { failpoint } from '../failpoints/index.js';
 import {
   EntryDirection,
+  LegKind,
   TransactionState,
   Vote,
   type BankServiceImplementation,
   type HistoryEntry,
+  type PrepareLeg,
 } from '../gen/bank/v1/bank.js';
-import type { Ledger, HistoryRow } from './ledger.js';
+import { LedgerGroupCommit } from './group-commit.js';
+import type { Ledger, HistoryRow, LedgerOpResult } from './ledger.js';
 import { decodePageToken, encodePageToken } from './page-token.js';
-import type { Leg, TxState } from './participant.js';
+import type { Leg, PrepareAction, TxState } from './participant.js';
 import { PASSWORD_LENGTH_MAX_CHARS, primeUnknownUserHash, verifyPassword } from './passwords.js';
 import { legFromRequest, requireName, requireTxId } from './validate.js';
 
@@ -20,12 +23,23 @@ import { legFromRequest, requireName, requireTxId } from './validate.js';
 export interface BankServiceLimits {
   readonly historyPageSizeDefault: number;
   readonly historyPageSizeMax: number;
+  /** Items (legs or transaction ids) one PrepareBatch / CommitBatch / AbortBatch may carry. */
+  readonly batchItemsMax: number;
+  /** 2PC operations performed in one group-commit transaction at most. */
+  readonly groupCommitOpsMax: number;
 }
 
 function voteOf(result: Result<unknown>): { vote: Vote; reason: string; message: string } {
   return result.ok
     ? { vote: Vote.VOTE_YES, reason: '', message: '' }
     : { vote: Vote.VOTE_NO, reason: result.reason, message: result.message };
+}
+
+/** One leg of a PrepareBatch, checked like a PrepareDebit / PrepareCredit request. */
+function legOfBatch(l: PrepareLeg): Leg {
+  const kind = legKindOf(l.kind);
+  if (!kind) throw new AppError('INVALID_ARGUMENT', `leg kind ${l.kind} is neither debit nor credit`);
+  return legFromRequest(kind, l);
 }
 
 function stateOf(state: TxState): TransactionState {
@@ -57,15 +71,35 @@ export function effectivePageSize(requested: number, limits: BankServiceLimits):
   return requested === 0 ? limits.historyPageSizeDefault : Math.min(requested, limits.historyPageSizeMax);
 }
 
+/** A prepare's leg kind on the wire, or undefined for a value we do not know. */
+function legKindOf(kind: LegKind): Leg['kind'] | undefined {
+  if (kind === LegKind.LEG_KIND_DEBIT) return 'debit';
+  if (kind === LegKind.LEG_KIND_CREDIT) return 'credit';
+  return undefined;
+}
+
 export function bankService(ledger: Ledger, limits: BankServiceLimits): BankServiceImplementation {
   assert(limits.historyPageSizeDefault <= limits.historyPageSizeMax, 'history page size default exceeds max');
   primeUnknownUserHash();
   const invalidCredentials = () => new AppError('INVALID_CREDENTIALS', 'unknown user or wrong password');
-  const prepare = (leg: Leg) => {
-    const result = ledger.prepare(leg);
+  // Every 2PC operation, single or batched, goes through one group commit (one fsync per turn).
+  const group = new LedgerGroupCommit(ledger, limits);
+  const prepared = (leg: Leg, r: LedgerOpResult): Result<PrepareAction> => {
+    assert(typeof r === 'object', `prepare of ${leg.txId} answered ${String(r)}`);
     // The leg (a debit's hold) is durable and the YES vote not yet sent.
-    if (result.ok && result.value === 'insert') failpoint('bank.after_prepare_persisted', leg.kind);
-    return result;
+    if (r.ok && r.value === 'insert') failpoint('bank.after_prepare_persisted', leg.kind);
+    return r;
+  };
+  const prepare = async (leg: Leg) => prepared(leg, await group.submit({ type: 'prepare', leg }));
+  const settled = (r: LedgerOpResult, rpc: 'commit' | 'abort'): TxState => {
+    assert(typeof r === 'string', `${rpc} answered a vote`);
+    // The outcome is applied on disk; the answer has not been sent.
+    failpoint(rpc === 'commit' ? 'bank.after_commit_applied' : 'bank.after_abort_applied');
+    return r;
+  };
+  const requireBatch = (what: string, n: number) => {
+    if (n === 0) throw new AppError('INVALID_ARGUMENT', `${what} must not be empty`);
+    if (n > limits.batchItemsMax) throw new AppError('INVALID_ARGUMENT', `${what} has ${n} items, more than ${limits.batchItemsMax}`);
   };
 
   return {
@@ -111,23 +145,57 @@ export function bankService(ledger: Ledger, limits: BankServiceLimits): BankServ
     },
 
     async prepareDebit(req) {
-      return voteOf(prepare(legFromRequest('debit', req)));
+      return voteOf(await prepare(legFromRequest('debit', req)));
     },
 
     async prepareCredit(req) {
-      return voteOf(prepare(legFromRequest('credit', req)));
+      return voteOf(await prepare(legFromRequest('credit', req)));
     },
 
     async commit(req) {
-      const state = ledger.commit(requireTxId(req.transactionId));
-      failpoint('bank.after_commit_applied');
-      return { state: stateOf(state) };
+      const txId = requireTxId(req.transactionId);
+      return { state: stateOf(settled(await group.submit({ type: 'commit', txId }), 'commit')) };
     },
 
     async abort(req) {
-      const state = ledger.abort(requireTxId(req.transactionId));
-      failpoint('bank.after_abort_applied');
-      return { state: stateOf(state) };
+      const txId = requireTxId(req.transactionId);
+      return { state: stateOf(settled(await group.submit({ type: 'abort', txId }), 'abort')) };
+    },
+
+    async prepareBatch(req) {
+      requireBatch('legs', req.legs.length);
+      // A malformed leg is refused alone (a NO vote, nothing held); the others go ahead.
+      const legs = req.legs.map((l): Leg | AppError => {
+        try {
+          return legOfBatch(l);
+        } catch (err) {
+          if (err instanceof AppError) return err;
+          throw err;
+        }
+      });
+      const valid = legs.filter((l): l is Leg => !(l instanceof AppError));
+      const results = await group.submitAll(valid.map((leg) => ({ type: 'prepare', leg })));
+      let next = 0;
+      return {
+        votes: legs.map((l) => {
+          if (l instanceof AppError) return { vote: Vote.VOTE_NO, reason: l.reason, message: l.message };
+          return voteOf(prepared(l, results[next++] as LedgerOpResult));
+        }),
+      };
+    },
+
+    async commitBatch(req) {
+      requireBatch('transaction_ids', req.transactionIds.length);
+      const ids = req.transactionIds.map(requireTxId);
+      const results = await group.submitAll(ids.map((txId) => ({ type: 'commit', txId })));
+      return { states: results.map((r) => stateOf(settled(r, 'commit'))) };
+    },
+
+    async abortBatch(req) {
+      requireBatch('transaction_ids', req.transactionIds.length);
+      const ids = req.transactionIds.map(requireTxId);
+      const results = await group.submitAll(ids.map((txId) => ({ type: 'abort', txId })));
+      return { states: results.map((r) => stateOf(settled(r, 'abort'))) };
     },
   };
 }

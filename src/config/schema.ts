@@ -87,6 +87,16 @@ export const ConfigSchema = z.strictObject({
     idempotencyPruneIntervalMs: positiveMs.default(60_000),
     /** Rows deleted per pruning transaction. */
     idempotencyPruneBatchMax: z.number().int().positive().max(100_000).default(1000),
+    /** Group commit: coordinator records written in one SQLite transaction (one fsync) at most. */
+    persistBatchMaxRecords: z.number().int().positive().max(100_000).default(1024),
+    /** Group commit: how long a record waits for others; 0 = until the end of the event-loop turn. */
+    persistBatchWindowMs: z.number().int().min(0).max(100).default(0),
+    /** Group commit: how long an ack/completion record (nobody waits for it) may wait for the next group commit. */
+    persistBackgroundDelayMs: z.number().int().min(0).max(10_000).default(20),
+    /** 2PC calls coalesced per bank: legs / transaction ids in one PrepareBatch, CommitBatch or AbortBatch at most. */
+    bankBatchMaxItems: z.number().int().positive().max(10_000).default(256),
+    /** How long a queued 2PC call waits for others to the same bank; 0 = until the end of the event-loop turn. */
+    bankBatchWindowMs: z.number().int().min(0).max(100).default(0),
   }).prefault({}),
   banks: z.record(name, BankNodeSchema).default({}),
   /** Limits shared by every bank node. */
@@ -105,6 +115,10 @@ export const ConfigSchema = z.strictObject({
     inDoubtQueryTimeoutMs: positiveMs.default(2000),
     /** While the gateway is unreachable the pause between rounds doubles up to this. */
     inDoubtRetryMaxIntervalMs: positiveMs.default(30_000),
+    /** Items one PrepareBatch / CommitBatch / AbortBatch may carry (the gateway's bankBatchMaxItems must not exceed it). */
+    batchItemsMax: z.number().int().positive().max(10_000).default(1024),
+    /** Group commit: 2PC operations performed in one SQLite transaction (one fsync) at most. */
+    groupCommitOpsMax: z.number().int().positive().max(100_000).default(1024),
   }).prefault({}),
   client: z.strictObject({
     gatewayAddress: z.string().min(1).default('localhost:50050'),
@@ -136,6 +150,9 @@ export const ConfigSchema = z.strictObject({
 }).refine((c) => c.bank.historyPageSizeDefault <= c.bank.historyPageSizeMax, {
   message: 'bank.historyPageSizeDefault must be <= bank.historyPageSizeMax',
   path: ['bank', 'historyPageSizeDefault'],
+}).refine((c) => c.gateway.bankBatchMaxItems <= c.bank.batchItemsMax, {
+  message: 'gateway.bankBatchMaxItems must be <= bank.batchItemsMax (a bank refuses larger batches)',
+  path: ['gateway', 'bankBatchMaxItems'],
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

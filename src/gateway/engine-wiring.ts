@@ -17,6 +17,7 @@ export interface TransfersDeps {
 export type OpenTransfers = (deps: TransfersDeps) => Promise<Transfers> | Transfers;
 
 export const openTransferEngine: OpenTransfers = ({ config, bankClients, logger }) => {
-  const store = openGatewayStore(config.gateway.dataDir);
+  const { persistBatchMaxRecords, persistBatchWindowMs, persistBackgroundDelayMs } = config.gateway;
+  const store = openGatewayStore(config.gateway.dataDir, { persistBatchMaxRecords, persistBatchWindowMs, persistBackgroundDelayMs });
   return new TransferEngine({ store, bankClients, limits: config.gateway, logger });
 };

@@ -76,7 +76,8 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     const health = HealthState();
     // NOT_SERVING until the server listens, and again while it drains.
     health.setStatus('unhealthy');
-    const server = createNodeServer(logger);
+    // Only the CoordinatorService (bank certificates) needs the TLS peer identity; clients use tokens.
+    const server = createNodeServer(logger, { peerIdentityServices: [CoordinatorServiceDefinition.fullName] });
     // Health stays outside the token check so that Consul's checks reach it.
     server.add(HealthDefinition, HealthServiceImpl(health));
     server

@@ -12,6 +12,12 @@ import type { DurableState, DurableTx, LogRecord } from '../coordinator/types.js
 // update names the state it expects, so an out-of-order record is caught as a bug (pair assertion).
 // synchronous=FULL: append() returns only when the write is on disk, which is what lets the
 // driver send a Commit right after persisting the decision.
+//
+// Group commit: enqueue() collects the records of many transfers and writes them in ONE SQLite
+// transaction (one fsync) at the end of the event-loop turn (or after persistBatchWindowMs, or at
+// once when persistBatchMaxRecords are queued), then tells each record's waiter that it is
+// durable. The driver waits for that before performing the effects that follow the record, so
+// "persist, then send" holds per record exactly as with append().
 
 export const GATEWAY_DB_FILE = 'gateway.sqlite';
 const SCHEMA_VERSION = 1;
@@ -67,6 +73,30 @@ interface Row {
   updated_at_ms: bigint;
 }
 
+/** Bounds of the group commit (config gateway.persistBatch*). */
+export interface GroupCommitLimits {
+  /** Records written in one transaction at most; a full batch is written at once. */
+  readonly persistBatchMaxRecords: number;
+  /** How long the first queued record waits for company; 0 = until the end of this event-loop turn. */
+  readonly persistBatchWindowMs: number;
+  /**
+   * How long a record nobody waits for (urgent = false) may stay queued when no urgent record
+   * comes along to take it into a group commit. Default 20.
+   */
+  readonly persistBackgroundDelayMs?: number;
+}
+
+export const DEFAULT_GROUP_COMMIT: GroupCommitLimits = { persistBatchMaxRecords: 1024, persistBatchWindowMs: 0, persistBackgroundDelayMs: 20 };
+
+/** Told when a queued record is durable (no error) or could not be written (error; nothing of it is on disk). */
+export type OnDurable = (err?: Error) => void;
+
+interface Queued {
+  readonly record: LogRecord;
+  readonly nowMs: number;
+  readonly onDurable: OnDurable | undefined;
+}
+
 /** A stored transfer: its durable coordinator state plus bookkeeping. */
 export interface StoredTransfer extends DurableTx {
   readonly updatedAtMs: number;
@@ -76,10 +106,23 @@ export class GatewayStore {
   private readonly db: Database.Database;
   private readonly stmts;
   private readonly applyInTx: (record: LogRecord, nowMs: number) => void;
+  private readonly applyAllInTx: (batch: readonly Queued[]) => void;
+  private readonly groupCommit: GroupCommitLimits;
+  private queue: Queued[] = [];
+  private flushScheduled: NodeJS.Immediate | NodeJS.Timeout | undefined;
+  /** Set when only background records are queued: a later flush. */
+  private backgroundFlush: NodeJS.Timeout | undefined;
+  private readonly flushedListeners: (() => void)[] = [];
 
   /** `readonly`: an operator's view of a running gateway's file (never creates or changes it). */
-  constructor(readonly file: string, options: { readonly readonly?: boolean } = {}) {
+  constructor(
+    readonly file: string,
+    options: { readonly readonly?: boolean; readonly groupCommit?: GroupCommitLimits } = {},
+  ) {
     const readonly = options.readonly ?? false;
+    this.groupCommit = options.groupCommit ?? DEFAULT_GROUP_COMMIT;
+    assert(this.groupCommit.persistBatchMaxRecords > 0 && this.groupCommit.persistBatchWindowMs >= 0,
+      'gateway store: need persistBatchMaxRecords > 0 and persistBatchWindowMs >= 0');
     this.db = new Database(file, readonly ? { readonly: true, fileMustExist: true } : {});
     if (!readonly) {
       this.db.pragma('journal_mode = WAL');
@@ -105,8 +148,11 @@ export class GatewayStore {
       decide: this.db.prepare(`UPDATE transfers SET state = @state, decision = @decision,
         failure_reason = @reason, failure_message = @message, awaiting_banks = @awaiting, updated_at_ms = @nowMs
         WHERE tx_id = @txId AND state = 'preparing'`),
-      setAwaiting: this.db.prepare(`UPDATE transfers SET awaiting_banks = @awaiting, updated_at_ms = @nowMs
-        WHERE tx_id = @txId AND state = @state`),
+      // One statement: drop the bank from the awaited list, only if it is awaited there.
+      ack: this.db.prepare(`UPDATE transfers SET updated_at_ms = @nowMs, awaiting_banks =
+          (SELECT json_group_array(value) FROM json_each(transfers.awaiting_banks) WHERE value != @bank)
+        WHERE tx_id = @txId AND state IN ('committing', 'aborting')
+          AND EXISTS (SELECT 1 FROM json_each(transfers.awaiting_banks) WHERE value = @bank)`),
       complete: this.db.prepare(`UPDATE transfers SET state = @state, decision = @decision,
         failure_reason = @reason, failure_message = @message, awaiting_banks = '[]', updated_at_ms = @nowMs
         WHERE tx_id = @txId AND state = @from`),
@@ -118,14 +164,119 @@ export class GatewayStore {
         (SELECT tx_id FROM transfers WHERE ${FINAL} AND updated_at_ms < ? ORDER BY updated_at_ms LIMIT ?)`),
     };
     this.applyInTx = this.db.transaction((record: LogRecord, nowMs: number) => this.apply(record, nowMs));
+    this.applyAllInTx = this.db.transaction((batch: readonly Queued[]) => {
+      // An ack followed by its transfer's completion in the same batch is implied by it.
+      let completed: Set<string> | undefined;
+      for (const q of batch) if (q.record.type === 'completed') (completed ??= new Set()).add(q.record.txId);
+      for (const q of batch) {
+        if (q.record.type === 'ack' && completed?.has(q.record.txId)) continue;
+        this.apply(q.record, q.nowMs);
+      }
+    });
   }
 
   /**
    * Writes one coordinator record durably (returns after fsync). The begin record is one INSERT:
    * the idempotency key and the transfer are claimed together, before any prepare is sent.
+   * Records queued earlier are written first (in order).
    */
   append(record: LogRecord, nowMs: number): void {
+    this.flush();
     this.applyInTx(record, nowMs);
+  }
+
+  /**
+   * Queues a record for the next group commit; `onDurable` runs once the transaction holding it
+   * is on disk (or failed). Records are written in the order they were queued. A record that is
+   * not `urgent` (nobody waits for it) rides along with the next urgent one, or is written
+   * persistBackgroundDelayMs later: it does not cost a group commit of its own.
+   */
+  enqueue(record: LogRecord, nowMs: number, onDurable?: OnDurable, urgent = true): void {
+    assert(this.db.open, 'gateway store is closed');
+    this.queue.push({ record, nowMs, onDurable });
+    if (this.queue.length >= this.groupCommit.persistBatchMaxRecords) {
+      this.flush();
+      return;
+    }
+    if (this.flushScheduled !== undefined) return;
+    if (!urgent) {
+      this.backgroundFlush ??= setTimeout(() => {
+        this.backgroundFlush = undefined;
+        this.flush();
+      }, this.groupCommit.persistBackgroundDelayMs ?? 20);
+      return;
+    }
+    const flush = () => {
+      this.flushScheduled = undefined;
+      this.flush();
+    };
+    this.flushScheduled = this.groupCommit.persistBatchWindowMs === 0
+      ? setImmediate(flush)
+      : setTimeout(flush, this.groupCommit.persistBatchWindowMs);
+  }
+
+  /**
+   * Runs `listener` after each group commit, once every waiter of it has run (the driver sends the
+   * bank calls those waiters queued right then, instead of one event-loop turn later).
+   */
+  onFlushed(listener: () => void): void {
+    this.flushedListeners.push(listener);
+  }
+
+  /** Records queued and not yet written. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /**
+   * Writes every record queued so far now, in one transaction (or several of at most
+   * persistBatchMaxRecords), then tells their waiters. Should a shared transaction fail, each of
+   * its records is retried alone, so that one bad record fails only its own waiter. Records that
+   * waiters queue meanwhile go into the next group commit.
+   */
+  flush(): void {
+    this.cancelScheduledFlush();
+    const pending = this.queue;
+    this.queue = [];
+    let thrown: unknown;
+    for (let start = 0; start < pending.length; start += this.groupCommit.persistBatchMaxRecords) {
+      const batch = pending.slice(start, start + this.groupCommit.persistBatchMaxRecords);
+      let results: (Error | undefined)[];
+      try {
+        this.applyAllInTx(batch);
+        results = batch.map(() => undefined);
+      } catch {
+        results = batch.map((q) => {
+          try {
+            this.applyInTx(q.record, q.nowMs);
+            return undefined;
+          } catch (err) {
+            return err instanceof Error ? err : new Error(String(err));
+          }
+        });
+      }
+      // Waiters run after the whole batch is durable; one that throws (an assertion) must not
+      // keep the others from hearing about their records.
+      for (let i = 0; i < batch.length; i++) {
+        try {
+          batch[i]!.onDurable?.(results[i]);
+        } catch (err) {
+          thrown ??= err;
+        }
+      }
+    }
+    if (thrown !== undefined) throw thrown;
+    if (pending.length > 0) for (const listener of this.flushedListeners) listener();
+  }
+
+  private cancelScheduledFlush(): void {
+    if (this.backgroundFlush !== undefined) clearTimeout(this.backgroundFlush);
+    this.backgroundFlush = undefined;
+    const scheduled = this.flushScheduled;
+    if (scheduled === undefined) return;
+    this.flushScheduled = undefined;
+    if (this.groupCommit.persistBatchWindowMs === 0) clearImmediate(scheduled as NodeJS.Immediate);
+    else clearTimeout(scheduled as NodeJS.Timeout);
   }
 
   private apply(record: LogRecord, nowMs: number): void {
@@ -161,16 +312,8 @@ export class GatewayStore {
         return;
       }
       case 'ack': {
-        const row = this.rowById(record.txId);
-        assert(row && (row.state === 'committing' || row.state === 'aborting'), `store: ack for ${record.txId} in state ${row?.state}`);
-        const awaiting = parseAwaiting(row.awaiting_banks);
-        assert(awaiting.includes(record.bank), `store: ack from ${record.bank} not awaited for ${record.txId}`);
-        const info = this.stmts.setAwaiting.run({
-          txId: record.txId,
-          state: row.state,
-          awaiting: JSON.stringify(awaiting.filter((b) => b !== record.bank)),
-          nowMs,
-        });
+        // Matches only a decided transfer that awaits this bank (pair assertion via expectOne).
+        const info = this.stmts.ack.run({ txId: record.txId, bank: record.bank, nowMs });
         expectOne(info.changes, record);
         return;
       }
@@ -229,8 +372,14 @@ export class GatewayStore {
     return this.db.open;
   }
 
+  /** Writes what is still queued, then closes. */
   close(): void {
-    if (this.db.open) this.db.close();
+    if (!this.db.open) return;
+    try {
+      this.flush();
+    } finally {
+      this.db.close();
+    }
   }
 
   private rowById(txId: string): Row | undefined {
@@ -244,9 +393,9 @@ export function openGatewayStoreReadOnly(dataDir: string): GatewayStore {
 }
 
 /** Opens (creating if needed) the gateway store in `dataDir`. */
-export function openGatewayStore(dataDir: string): GatewayStore {
+export function openGatewayStore(dataDir: string, groupCommit?: GroupCommitLimits): GatewayStore {
   fs.mkdirSync(dataDir, { recursive: true });
-  return new GatewayStore(path.join(dataDir, GATEWAY_DB_FILE));
+  return new GatewayStore(path.join(dataDir, GATEWAY_DB_FILE), groupCommit ? { groupCommit } : {});
 }
 
 function expectOne(changes: number, record: LogRecord): void {

@@ -23,8 +23,17 @@ export interface TokenOptions {
   readonly now?: () => number;
 }
 
+/** Verified tokens remembered at most (each until its expiry); the oldest goes first when full. */
+export const VERIFIED_TOKENS_MAX = 10_000;
+
 export class Tokens {
   private readonly now: () => number;
+  /**
+   * Tokens already verified, by the token string: the identity and until when it stays valid (the
+   * token's expiry, or its rotated-out key's end if earlier). Saves an EdDSA verification per
+   * call; revocation is still checked by the caller on every call.
+   */
+  private readonly verified = new Map<string, { readonly identity: Identity; readonly validUntilMs: number }>();
 
   constructor(
     readonly key: SigningKey,
@@ -65,13 +74,37 @@ export class Tokens {
 
   /** Checks signature, algorithm, issuer, audience, expiry and claims. Does not check revocation. */
   async verify(token: string): Promise<Result<Identity>> {
+    const nowMs = this.now();
+    const known = this.verified.get(token);
+    if (known) {
+      if (nowMs < known.validUntilMs) return ok(known.identity);
+      this.verified.delete(token);
+    }
     let payload: JWTPayload;
+    let kid: string | undefined;
     try {
-      ({ payload } = await jwtVerify(token, this.keyFor, verifyOptions(this.now())));
+      const verified = await jwtVerify(token, this.keyFor, verifyOptions(nowMs));
+      payload = verified.payload;
+      kid = verified.protectedHeader.kid;
     } catch (err) {
       return failureOf(err);
     }
-    return identityOf(payload);
+    const identity = identityOf(payload);
+    if (identity.ok) this.remember(token, identity.value, kid);
+    return identity;
+  }
+
+  private remember(token: string, identity: Identity, kid: string | undefined): void {
+    let validUntilMs = identity.expiresAtMs;
+    if (kid !== undefined && kid !== this.key.kid) {
+      const old = this.previous.find((k) => k.kid === kid);
+      validUntilMs = Math.min(validUntilMs, old ? old.verifyUntilMs : 0);
+    }
+    if (this.verified.size >= VERIFIED_TOKENS_MAX) {
+      const oldest = this.verified.keys().next();
+      if (!oldest.done) this.verified.delete(oldest.value);
+    }
+    this.verified.set(token, { identity, validUntilMs });
   }
 
   /** The key named by the token's kid: the current key (also for a token without kid) or a rotated-out one still in its window. */

@@ -1,4 +1,4 @@
-import { delay, isAbortError } from 'abort-controller-x';
+import { AbortError, delay, isAbortError } from 'abort-controller-x';
 import { Status } from 'nice-grpc';
 import { assert } from '../core/assert.js';
 import { AppError, type Failure } from '../core/errors.js';
@@ -17,17 +17,25 @@ import {
   type Phase,
 } from '../coordinator/index.js';
 import { failpoint, failpointsArmed, type FailpointName } from '../failpoints/index.js';
-import { Vote, TransactionState, type PrepareDebitResponse } from '../gen/bank/v1/bank.js';
+import { LegKind, Vote, TransactionState, type PrepareVote } from '../gen/bank/v1/bank.js';
 import { statusName, statusOf } from '../grpc/errors.js';
-import type { Logger } from '../logging/logger.js';
-import type { BankClient } from './bank-clients.js';
+import { FILE_ONLY, type Logger } from '../logging/logger.js';
+import { BankBatches, type BatchClientSource } from './bank-batches.js';
+import type { OnDurable } from './store.js';
 
 // Executes the coordinator's effects and feeds what happens back to it as events (STYLE §1, §2).
 // Each transfer is a Run: its current phase, a queue of events, one tick timer and an
 // AbortController that cancels its outstanding calls and retry sleeps.
 //
-// Persist, then send: the store's append is synchronous and returns after fsync, and effects run
-// strictly in list order, so no send that follows a persist leaves before that record is durable.
+// Persist, then send: effects run strictly in list order, and at a persist of a begin or decision
+// record the run stops until the store's group commit holding that record is on disk (many
+// transfers' records share one transaction and one fsync); only then do the effects after it run.
+// The ack and completed records are not waited for (they are written in the next group commit):
+// losing them in a crash only makes recovery repeat a Commit/Abort, which the banks answer
+// idempotently; every reply they precede is already implied by the durable decision.
+//
+// Bank calls are coalesced per bank (BankBatches: PrepareBatch / CommitBatch / AbortBatch per
+// event-loop turn) and go over the lean client: the driver bounds, retries and logs them itself.
 //
 // The work is split into small named steps (deliver, perform, persist, sendPrepare, phase2Loop,
 // phase2Attempt, reply, schedule, finish); crash points (src/failpoints) sit between them: after
@@ -40,13 +48,14 @@ export interface Clock {
 export const systemClock: Clock = { nowMs: () => Date.now() };
 
 /** Where banks are reached; BankClients implements it. */
-export interface BankClientSource {
-  get(bank: string): BankClient | undefined;
-}
+export type BankClientSource = BatchClientSource;
 
-/** The durable log of coordinator records; GatewayStore implements it. Returns after fsync. */
+/** The durable log of coordinator records; GatewayStore implements it (group commit). */
 export interface TransferLog {
-  append(record: LogRecord, nowMs: number): void;
+  /** Queues the record; `onDurable` runs once it is on disk (or with the error if it could not be written). */
+  enqueue(record: LogRecord, nowMs: number, onDurable?: OnDurable, urgent?: boolean): void;
+  /** Runs `listener` after each group commit, once its waiters have run. */
+  onFlushed?(listener: () => void): void;
 }
 
 export interface DriverLimits extends Limits {
@@ -55,6 +64,10 @@ export interface DriverLimits extends Limits {
   /** First delay between phase-2 retries; doubles up to commitRetryMaxIntervalMs. */
   readonly commitRetryIntervalMs: number;
   readonly commitRetryMaxIntervalMs: number;
+  /** Items in one PrepareBatch / CommitBatch / AbortBatch call at most. Default 256. */
+  readonly bankBatchMaxItems?: number;
+  /** How long a queued bank call waits for others; 0 (default) = until the end of the event-loop turn. */
+  readonly bankBatchWindowMs?: number;
 }
 
 export interface DriverOptions {
@@ -73,8 +86,12 @@ export interface ReplyHandlers {
 
 interface Run {
   phase: Phase;
+  /** Effects still to perform, in order. */
+  readonly todo: Effect[];
   readonly queue: Event[];
   busy: boolean;
+  /** A begin or decision record is being written: nothing after it may happen yet. */
+  waitingForDisk: boolean;
   done: boolean;
   timer: NodeJS.Timeout | undefined;
   readonly abort: AbortController;
@@ -89,6 +106,9 @@ const PERSISTED_FAILPOINT: Readonly<Record<LogRecord['type'], FailpointName | un
   completed: undefined,
 };
 
+/** Records whose durability the following effects wait for; the others are written in the background. */
+const FORCED: Readonly<Record<LogRecord['type'], boolean>> = { begin: true, decision: true, ack: false, completed: false };
+
 /** Phase-2 failures are logged at warn on the first attempt and then every this many attempts. */
 const PHASE2_WARN_EVERY_ATTEMPTS = 10;
 
@@ -96,10 +116,18 @@ export class TransferDriver {
   private readonly runs = new Map<string, Run>();
   private readonly idleWaiters: Array<() => void> = [];
   private readonly clock: Clock;
+  private readonly batches: BankBatches;
   private stopped = false;
 
   constructor(private readonly options: DriverOptions) {
     this.clock = options.clock ?? systemClock;
+    const { limits } = options;
+    this.batches = new BankBatches(options.bankClients, {
+      bankBatchMaxItems: limits.bankBatchMaxItems ?? 256,
+      bankBatchWindowMs: limits.bankBatchWindowMs ?? 0,
+    }, () => this.clock.nowMs());
+    // The sends that follow the records of a group commit leave right after it, not a turn later.
+    options.log.onFlushed?.(() => this.batches.sendAll());
   }
 
   /** Transfers this driver is working on (before their reply or still in phase 2). */
@@ -113,15 +141,19 @@ export class TransferDriver {
 
   /**
    * Starts driving a transfer from `phase` by performing `effects` (the result of a `begin` step or
-   * of recovery). Leading persist effects are written before this returns.
+   * of recovery). A leading persist effect is queued for the store's next group commit; what
+   * follows it runs once it is durable.
    */
   run(phase: Phase, effects: readonly Effect[], reply?: ReplyHandlers): void {
     assert(!this.stopped, 'transfer driver is stopped');
     const txId = phase.tx.id;
     assert(!this.runs.has(txId), `transaction ${txId} is already being driven`);
-    const run: Run = { phase, queue: [], busy: false, done: false, timer: undefined, abort: new AbortController(), reply };
+    const run: Run = {
+      phase, todo: [...effects], queue: [], busy: false, waitingForDisk: false, done: false, timer: undefined,
+      abort: new AbortController(), reply,
+    };
     this.runs.set(txId, run);
-    this.process(run, effects);
+    this.drain(run);
   }
 
   /** Resolves when no transfer is being driven. */
@@ -138,7 +170,8 @@ export class TransferDriver {
   stop(): void {
     this.stopped = true;
     for (const run of [...this.runs.values()]) {
-      if (run.reply && run.phase.kind === 'committing') this.reply(run, { kind: 'committed' });
+      // Committing with the decision still being written is not final yet: SHUTTING_DOWN then.
+      if (run.reply && run.phase.kind === 'committing' && !run.waitingForDisk) this.reply(run, { kind: 'committed' });
       this.finish(run, new AppError('SHUTTING_DOWN', 'the gateway is shutting down; retry with the same idempotency key'));
     }
   }
@@ -146,53 +179,91 @@ export class TransferDriver {
   private deliver(run: Run, event: Event): void {
     if (run.done) return;
     run.queue.push(event);
-    // Events raised while effects are being performed wait their turn: one step at a time.
-    if (!run.busy) this.process(run, []);
+    // Events raised while effects are being performed (or a record is being written) wait their
+    // turn: one step at a time.
+    this.drain(run);
   }
 
-  private process(run: Run, effects: readonly Effect[]): void {
+  /** Performs pending effects, then steps queued events, until done or waiting for the disk. */
+  private drain(run: Run): void {
+    if (run.busy) return;
     run.busy = true;
     try {
-      this.perform(run, effects);
-      while (run.queue.length > 0 && !run.done) {
-        const event = run.queue.shift() as Event;
+      while (!run.done && !run.waitingForDisk) {
+        const effect = run.todo.shift();
+        if (effect) {
+          this.perform(run, effect);
+          continue;
+        }
+        const event = run.queue.shift();
+        if (!event) break;
         const next = step(run.phase, event, this.options.limits);
         run.phase = next.phase;
-        this.perform(run, next.effects);
+        run.todo.push(...next.effects);
       }
     } catch (err) {
+      run.busy = false;
       this.failRun(run, err);
       return;
-    } finally {
-      run.busy = false;
     }
-    if (run.done) return;
+    run.busy = false;
+    if (run.done || run.waitingForDisk) return;
     if (isFinal(run.phase)) this.finish(run);
     else this.schedule(run);
   }
 
-  private perform(run: Run, effects: readonly Effect[]): void {
-    for (const effect of effects) {
-      if (run.done) return;
-      switch (effect.type) {
-        case 'persist':
-          this.persist(effect.record);
-          break;
-        case 'send':
-          if (effect.rpc === 'prepare') this.sendPrepare(run, effect.leg);
-          else this.startPhase2(run, effect.bank, effect.rpc);
-          break;
-        case 'reply':
-          this.reply(run, effect.outcome);
-          break;
-      }
+  private perform(run: Run, effect: Effect): void {
+    switch (effect.type) {
+      case 'persist':
+        this.persist(run, effect.record);
+        break;
+      case 'send':
+        if (effect.rpc === 'prepare') this.sendPrepare(run, effect.leg);
+        else this.startPhase2(run, effect.bank, effect.rpc);
+        break;
+      case 'reply':
+        this.reply(run, effect.outcome);
+        break;
     }
   }
 
-  private persist(record: LogRecord): void {
-    this.options.log.append(record, this.clock.nowMs());
+  private persist(run: Run, record: LogRecord): void {
+    const nowMs = this.clock.nowMs();
+    if (!FORCED[record.type]) {
+      this.options.log.enqueue(record, nowMs, (err) => {
+        if (err) this.options.logger.error('could not record phase-2 progress; recovery will repeat phase 2', { record: record.type, transactionId: run.phase.tx.id, error: err.message });
+      }, false);
+      return;
+    }
+    run.waitingForDisk = true;
+    // The store may call back at once (a full batch) or at the end of this turn.
+    this.options.log.enqueue(record, nowMs, (err) => this.persisted(run, record, err));
+  }
+
+  /** A forced record is on disk (or failed): the effects after it may run now. */
+  private persisted(run: Run, record: LogRecord, err: Error | undefined): void {
+    run.waitingForDisk = false;
+    if (run.done) return;
+    if (err) {
+      this.failRun(run, err);
+      return;
+    }
     const point = PERSISTED_FAILPOINT[record.type];
     if (point) failpoint(point);
+    if (record.type === 'decision') this.audit(run, record);
+    this.drain(run);
+  }
+
+  /** One line per transfer decision (file only: the console is not written on the hot path). */
+  private audit(run: Run, record: Extract<LogRecord, { type: 'decision' }>): void {
+    const { tx } = run.phase;
+    this.options.logger.info('transfer decided', {
+      transactionId: tx.id,
+      idempotencyKey: tx.idempotencyKey,
+      decision: record.decision,
+      ...(record.decision === 'abort' ? { reason: record.failure.reason } : {}),
+      [FILE_ONLY]: true,
+    });
   }
 
   private sendPrepare(run: Run, leg: Leg): void {
@@ -216,20 +287,16 @@ export class TransferDriver {
     const counterparty = leg.kind === 'debit' ? tx.to : tx.from;
     const request = {
       transactionId: tx.id,
+      kind: leg.kind === 'debit' ? LegKind.LEG_KIND_DEBIT : LegKind.LEG_KIND_CREDIT,
       username: account.username,
       amountMinor: tx.amountMinor,
       currency: tx.currency,
       counterpartyBank: counterparty.bank,
       counterpartyUsername: counterparty.username,
     };
-    // One attempt bounded by what is left of the prepare deadline; the coordinator's tick aborts
-    // at the deadline anyway. Retrying is left to the caller (same idempotency key).
-    const options = {
-      deadline: Math.max(1, phase.deadlineAtMs - this.clock.nowMs()),
-      retry: false,
-      signal: run.abort.signal,
-    };
-    const call = leg.kind === 'debit' ? client.prepareDebit(request, options) : client.prepareCredit(request, options);
+    // One attempt (in the bank's next PrepareBatch) bounded by the prepare deadline; the
+    // coordinator's tick aborts at the deadline anyway. Retrying is left to the caller (same key).
+    const call = this.batches.prepare(leg.bank, request, phase.deadlineAtMs, run.abort.signal);
     failpoint('gateway.after_prepare_sent', leg.kind);
     call.then(
       (response) => {
@@ -239,7 +306,7 @@ export class TransferDriver {
       (err: unknown) => {
         if (run.done || isAbortError(err)) return;
         const timedOut = statusOf(err) === Status.DEADLINE_EXCEEDED;
-        this.options.logger.info('prepare failed', {
+        this.options.logger.warn('prepare failed', {
           transactionId: tx.id,
           bank: leg.bank,
           leg: leg.kind,
@@ -260,7 +327,7 @@ export class TransferDriver {
     );
   }
 
-  private voteEvent(leg: Leg, response: PrepareDebitResponse): Event {
+  private voteEvent(leg: Leg, response: PrepareVote): Event {
     const nowMs = this.clock.nowMs();
     if (response.vote === Vote.VOTE_YES) return { type: 'vote', leg: leg.kind, vote: 'yes', nowMs };
     if (response.vote === Vote.VOTE_NO) return { type: 'vote', leg: leg.kind, vote: 'no', failure: noFailure(leg.bank, response), nowMs };
@@ -314,26 +381,25 @@ export class TransferDriver {
       const lvl = level === 'warn' && attempt !== 1 && attempt % PHASE2_WARN_EVERY_ATTEMPTS !== 0 ? 'debug' : level;
       this.options.logger.log(lvl, message, { transactionId: txId, bank, rpc, attempt, ...extra });
     };
-    const client = this.options.bankClients.get(bank);
-    if (!client) {
+    if (!this.options.bankClients.get(bank)) {
       log('warn', 'phase 2: bank not available, will retry', {});
       return false;
     }
-    const options = { deadline: this.options.limits.phase2CallTimeoutMs, retry: false, signal: run.abort.signal };
+    const deadlineAtMs = this.clock.nowMs() + this.options.limits.phase2CallTimeoutMs;
     try {
-      const response = rpc === 'commit'
-        ? await client.commit({ transactionId: txId }, options)
-        : await client.abort({ transactionId: txId }, options);
+      const state = await this.batches.settle(bank, rpc, txId, deadlineAtMs, run.abort.signal);
       const contrary = rpc === 'commit' ? TransactionState.TRANSACTION_STATE_ABORTED : TransactionState.TRANSACTION_STATE_COMMITTED;
-      if (response.state === contrary) {
+      if (state === contrary) {
         // The bank broke the protocol (it resolved the transaction against the decision). Keep
         // asking and make noise: operators see the row among the unfinished transfers.
-        log('error', 'phase 2: bank reports the opposite outcome', { state: TransactionState[response.state] });
+        log('error', 'phase 2: bank reports the opposite outcome', { state: TransactionState[state] });
         return false;
       }
       return true;
     } catch (err) {
       if (isAbortError(err)) throw err;
+      // Stopped meanwhile (the channel closing fails the call): nothing to retry or report.
+      if (run.done) throw new AbortError();
       log('warn', 'phase 2 call failed, will retry', { code: statusName(err), error: err instanceof Error ? err.message : String(err) });
       return false;
     }

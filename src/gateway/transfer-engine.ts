@@ -1,6 +1,6 @@
 import { assert } from '../core/assert.js';
 import { AppError } from '../core/errors.js';
-import { isName, isUuid, newId } from '../core/ids.js';
+import { isName, isUuid, newTimeOrderedId } from '../core/ids.js';
 import { formatAmount, isCurrency } from '../core/money.js';
 import type { AccountRef, TransferStatus, TransferView } from '../core/transfer.js';
 import { isFinal, recover, step, type DurableState, type Outcome, type Tx } from '../coordinator/index.js';
@@ -92,9 +92,10 @@ export class TransferEngine implements Transfers {
     for (const [txId, phase] of phases) {
       const todo = effects.get(txId) ?? [];
       if (isFinal(phase) && todo.length === 0) continue;
-      // Presumed-abort decisions are persisted inside run(), before start() resolves.
       this.driver.run(phase, todo);
     }
+    // Presumed-abort decisions are durable before start() resolves (their Aborts leave after this).
+    this.store.flush();
     this.state = 'running';
     this.logger.info('transfer recovery done', { unfinished: rows.length, presumedAborted: undecided, resumed: this.driver.active });
     this.pruneExpired();
@@ -151,7 +152,8 @@ export class TransferEngine implements Transfers {
       throw new AppError('OVERLOADED', `the gateway is handling ${this.driver.active} transfers, its limit; retry shortly`);
     }
     const tx: Tx = {
-      id: newId(),
+      // Time-ordered: the banks' transaction and leg rows are appended, not scattered.
+      id: newTimeOrderedId(this.clock.nowMs()),
       idempotencyKey: input.idempotencyKey,
       from: { bank: owner.bank, username: owner.username },
       to: { bank: input.to.bank, username: input.to.username },
@@ -169,7 +171,10 @@ export class TransferEngine implements Transfers {
   get(owner: AccountRef, idempotencyKey: string): TransferView | undefined {
     if (!this.store.isOpen) throw new AppError('SHUTTING_DOWN', 'the gateway is shutting down; retry shortly');
     const stored = this.store.findByKey(owner, idempotencyKey);
-    return stored && viewOf(stored.tx, STATUS_OF[stored.state], stored.failure);
+    if (stored) return viewOf(stored.tx, STATUS_OF[stored.state], stored.failure);
+    // Running here, its begin record still in the store's next group commit.
+    const running = this.inFlight.get(scopeKey(owner, idempotencyKey));
+    return running && viewOf(running.tx, 'pending');
   }
 
   /** Unfinished (undecided or in-doubt) transfers for operators, oldest first. */

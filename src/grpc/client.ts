@@ -15,7 +15,7 @@ import { channelCredentials, type TlsMaterial } from '../tls/credentials.js';
 
 // Outbound calls, outermost first: log <- retry (UNAVAILABLE only, and only for methods the proto
 // marks IDEMPOTENT / NO_SIDE_EFFECTS: the middleware reads idempotency_level) <- per-attempt deadline
-// <- rich error details. Every call has a deadline.
+// <- rich error details. Every call has a deadline. `lean` skips logging and retry (deadline only).
 
 export interface ClientCallLimits {
   /** Deadline of one attempt. */
@@ -28,6 +28,11 @@ export interface ClientCallLimits {
 
 export interface NodeClient<D extends CompatServiceDefinition> {
   readonly client: Client<D>;
+  /**
+   * The same channel without the logging and retry middlewares: for callers that bound, retry and
+   * log their calls themselves (the gateway's batched 2PC calls). Pass `deadline` with every call.
+   */
+  readonly lean: Client<D>;
   readonly channel: Channel;
   close(): void;
 }
@@ -59,5 +64,6 @@ export function createNodeClient<D extends CompatServiceDefinition>(
         retryableStatuses: [Status.UNAVAILABLE],
       },
     } as never);
-  return { client, channel, close: () => channel.close() };
+  const lean = createClientFactory().use(deadlineMiddleware).create(definition, channel);
+  return { client, lean, channel, close: () => channel.close() };
 }

@@ -29,6 +29,18 @@ function redactValue(value: unknown, depth: number): unknown {
   return out;
 }
 
+/**
+ * Meta flag of hot-path lines (one per transfer): they go to the log file only, because writing to
+ * a console (a TTY or pipe) is synchronous in Node and would stall the event loop.
+ */
+export const FILE_ONLY = 'fileOnly';
+
+const notFileOnly = winston.format((info) => (info[FILE_ONLY] ? false : info));
+const dropFileOnlyFlag = winston.format((info) => {
+  delete info[FILE_ONLY];
+  return info;
+});
+
 const redact = winston.format((info) => {
   for (const key of Object.keys(info)) {
     if (SECRET_KEYS.has(key.toLowerCase())) info[key] = '[redacted]';
@@ -42,7 +54,7 @@ export function createLogger(options: LoggerOptions): Logger {
   const transports: winston.transport[] = [
     new winston.transports.File({
       filename: path.join(options.dir, `${options.node}.log`),
-      format: winston.format.combine(winston.format.timestamp(), winston.format.json()),
+      format: winston.format.combine(dropFileOnlyFlag(), winston.format.timestamp(), winston.format.json()),
     }),
   ];
   if (options.console) {
@@ -50,6 +62,7 @@ export function createLogger(options: LoggerOptions): Logger {
       new winston.transports.Console({
         stderrLevels: ['error', 'warn', 'info', 'debug'],
         format: winston.format.combine(
+          notFileOnly(),
           winston.format.timestamp({ format: 'HH:mm:ss.SSS' }),
           winston.format.printf(({ timestamp, level, message, node: _n, ...rest }) => {
             const extra = Object.keys(rest).length ? ` ${JSON.stringify(rest)}` : '';
