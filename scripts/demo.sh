@@ -5,6 +5,14 @@ cd "$(dirname "$0")/.."
 config=${1:-config.json}
 alice=(bin/client --config "$config" --set client.dataDir=data/client-alice)
 bob=(bin/client --config "$config" --set client.dataDir=data/client-bob)
+# With Consul, the client finds the gateway there: wait (bounded) until its health check passes.
+if [ "${PAYMENTS__DISCOVERY__MODE:-}" != static ] && command -v curl >/dev/null; then
+  for _ in $(seq 1 50); do
+    curl -sf "http://127.0.0.1:${PAYMENTS__CONSUL__HTTPPORT:-18500}/v1/health/service/payments-gateway?passing" \
+      | grep -q '"ServiceID"' && break
+    sleep 0.2
+  done
+fi
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
 say "bin/client login BankA alice"
