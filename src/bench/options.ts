@@ -47,6 +47,11 @@ export interface BenchOptions {
   readonly pids: Readonly<Record<string, number>>;
   /** Run gateway and banks with `node --cpu-prof` writing .cpuprofile files into this folder. */
   readonly cpuProfDir: string | undefined;
+  /**
+   * Discovery of a launched system: 'consul' (default) runs a Consul dev agent beside the nodes, which
+   * register with it and the gateway finds the banks through it; 'static' puts the addresses in the config.
+   */
+  readonly discovery: 'consul' | 'static';
   /** `--set key=value` passed on to every launched node. */
   readonly sets: readonly string[];
   readonly json: boolean;
@@ -79,6 +84,9 @@ system (launched unless --config is given):
   --dir DIR                data, certs, logs and config here, kept (reused if already seeded)
   --keep                   keep the temp folder
   --cpu-prof DIR           run gateway and banks under node --cpu-prof, profiles into DIR
+  --discovery MODE         consul: a Consul dev agent on free ports, nodes register, the gateway
+                           discovers the banks through it (default; static with a NOTICE if Consul
+                           cannot be installed or started) | static: addresses in the config
   --set key=value          config override for every node (repeatable)
   --config FILE            target the running system of this config.json (accounts must exist)
   --pid NAME=PID           a targeted node's process id, for CPU accounting (repeatable)
@@ -182,6 +190,7 @@ export function parseBenchArgs(argv: readonly string[]): Result<ParsedCommand> {
         config: { type: 'string' },
         pid: { type: 'string', multiple: true },
         'cpu-prof': { type: 'string' },
+        discovery: { type: 'string' },
         set: { type: 'string', multiple: true },
         json: { type: 'boolean' },
         docs: { type: 'string' },
@@ -247,8 +256,10 @@ export function parseBenchArgs(argv: readonly string[]): Result<ParsedCommand> {
   if (v.config === undefined && maxC > n.banks * n.accounts) {
     return fail('INVALID_ARGUMENT', `C=${maxC} sessions need ${maxC} accounts; banks x accounts is only ${n.banks * n.accounts}`);
   }
-  if (v.config !== undefined && (v.dir !== undefined || n.historyRows > 0 || v['cpu-prof'] !== undefined)) {
-    return fail('INVALID_ARGUMENT', '--dir, --history and --cpu-prof apply to a launched system, not with --config');
+  const discovery = v.discovery ?? 'consul';
+  if (discovery !== 'consul' && discovery !== 'static') return fail('INVALID_ARGUMENT', `--discovery "${discovery}": use consul or static`);
+  if (v.config !== undefined && (v.dir !== undefined || n.historyRows > 0 || v['cpu-prof'] !== undefined || v.discovery !== undefined)) {
+    return fail('INVALID_ARGUMENT', '--dir, --history, --cpu-prof and --discovery apply to a launched system, not with --config');
   }
   return ok({
     command: 'run',
@@ -266,6 +277,7 @@ export function parseBenchArgs(argv: readonly string[]): Result<ParsedCommand> {
       targetConfig: v.config,
       pids,
       cpuProfDir: v['cpu-prof'],
+      discovery,
       sets: v.set ?? [],
       json: v.json ?? false,
       docs: v.docs,

@@ -68,7 +68,7 @@ export function describeSetup(r: BenchReport): string {
   const system = s.launched ? 'launched by bin/bench' : 'targeted (--config)';
   return `${s.banks.length} banks (${s.banks.join(', ')}), ${s.accountsPerBank} accounts per bank, ${s.historyRows} history rows added, `
     + `same-bank share ${s.sameBankShare}, amounts ${s.amount}, seed ${s.seed}, ${s.workers} load worker(s) x ${s.channelsPerWorker} channel(s); `
-    + `system ${system}${s.sets.length ? `, --set ${s.sets.join(' ')}` : ''}`;
+    + `system ${system}, ${s.discovery} discovery${s.discovery === 'consul' ? ' (Consul agent on the machine)' : ''}${s.sets.length ? `, --set ${s.sets.join(' ')}` : ''}`;
 }
 
 /** The human-readable report printed by bin/bench. */

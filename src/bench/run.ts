@@ -63,6 +63,8 @@ export interface BenchReport {
   readonly machine: MachineInfo;
   readonly setup: {
     readonly launched: boolean;
+    /** 'consul' (the default of a launched system: a Consul agent runs beside the nodes) or 'static'. */
+    readonly discovery: 'consul' | 'static';
     readonly banks: readonly string[];
     readonly accountsPerBank: number;
     readonly historyRows: number;
@@ -264,6 +266,7 @@ export async function runBench(o: BenchOptions, log: Log, progress: Log): Promis
     machine: machineInfo(),
     setup: {
       launched: !o.targetConfig,
+      discovery: system.discovery,
       banks: system.banks,
       accountsPerBank: o.accounts,
       historyRows: o.historyRows,

@@ -5,11 +5,15 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { LEDGER_FILE, Ledger } from '../bank/ledger.js';
 import { loadConfig } from '../config/load.js';
+import { findConsul, requireConsul } from '../discovery/consul-agent.js';
+import { startConsul, waitForPassing, type BenchConsul } from './consul.js';
 import { bankName, type BenchOptions } from './options.js';
 
 // The system under test: either launched here (certificates, config, bulk-seeded ledgers, then
 // bin/bank and bin/gateway as child processes, exactly as in production: mutual TLS, WAL with
-// synchronous=FULL) or a running one described by its config.json.
+// synchronous=FULL) or a running one described by its config.json. A launched system uses Consul
+// discovery by default: a dev agent (src/bench/consul.ts) in the same folder, the nodes register
+// with it and the gateway finds the banks through blocking queries, as in production.
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -36,7 +40,9 @@ export interface BenchSystem {
   readonly certsDir: string;
   readonly configPath: string;
   readonly banks: readonly string[];
-  /** Processes whose CPU time is reported. */
+  /** How the gateway finds the banks: 'consul' or 'static' (a targeted system: its config's mode). */
+  readonly discovery: 'consul' | 'static';
+  /** Processes whose CPU time is reported (the Consul agent included). */
   readonly nodes: readonly NodeRef[];
   readonly dir: string | undefined;
   /** Sum over every bank, read from the ledgers (as `bin/bank total --json` does). */
@@ -187,18 +193,31 @@ export async function launchSystem(o: BenchOptions, log: Log): Promise<BenchSyst
   fs.mkdirSync(logsDir, { recursive: true });
   await new Promise<void>((resolve, reject) => execFile(path.join(ROOT, 'scripts/gen-certs.sh'), [certsDir, ...banks],
     (err) => (err ? reject(err) : resolve())));
+  let consul: BenchConsul | undefined;
+  if (o.discovery === 'consul') {
+    try {
+      if (!findConsul(ROOT)) log('no consul binary: running scripts/install-consul.sh');
+      const binary = requireConsul(ROOT);
+      consul = await startConsul(binary, dir, certsDir, path.join(logsDir, 'consul.out'));
+      log(`consul dev agent ${binary} on http 127.0.0.1:${consul.httpPort} (pid ${consul.pid})`);
+    } catch (err) {
+      log(`NOTICE: Consul could not be installed or started (${(err as Error).message.split('\n')[0]}); running with static discovery`);
+    }
+  }
   const config = {
     tls: { dir: certsDir, gatewayIdentity: 'gateway' },
     // Production logging (info, JSON file per node); the console copy is off because nobody reads it.
     logging: { dir: logsDir, level: 'info', console: false },
-    discovery: { mode: 'static' },
+    discovery: { mode: consul ? 'consul' : 'static' },
+    // Without the static fallback: a node that cannot reach the bench's agent fails instead of
+    // quietly measuring the other mode.
+    ...(consul ? { consul: { host: '127.0.0.1', httpPort: consul.httpPort, fallbackToStatic: false } } : {}),
     gateway: { host: '127.0.0.1', port: 0, dataDir: path.join(dir, 'gateway') },
     banks: Object.fromEntries(banks.map((b) => [b, { host: '127.0.0.1', port: 0, dataDir: path.join(dir, b) }])),
     client: { gatewayAddress: 'localhost:0', dataDir: path.join(dir, 'client') },
   };
   const write = () => fs.writeFileSync(configPath, JSON.stringify(config, null, 2));
   write();
-  await seed(o, configPath, dir, banks, log);
 
   const sets = o.sets.flatMap((s) => ['--set', s]);
   const flagsFor = (name: string): string[] => {
@@ -210,10 +229,13 @@ export async function launchSystem(o: BenchOptions, log: Log): Promise<BenchSyst
     return ['--cpu-prof', `--cpu-prof-dir=${dir}`];
   };
   const started: Started[] = [];
+  // Nodes first (they deregister), then the agent.
   const stop = async () => {
     for (const n of started.splice(0).reverse()) await stopNode(n);
+    await consul?.stop();
   };
   try {
+    await seed(o, configPath, dir, banks, log);
     for (const b of banks) {
       const node = await startNode('bank', b, ['--config', configPath, '--name', b, ...sets], flagsFor(b), path.join(logsDir, `${b}.out`));
       started.push(node);
@@ -225,13 +247,21 @@ export async function launchSystem(o: BenchOptions, log: Log): Promise<BenchSyst
     config.gateway.port = gw.port;
     config.client.gatewayAddress = `localhost:${gw.port}`;
     write();
-    log(`system up in ${dir}: gateway :${gw.port}, ${banks.map((b) => `${b} :${config.banks[b]!.port}`).join(', ')}`);
+    if (consul) {
+      // The gateway is ready after its first Consul answer; the banks turn passing at their first check.
+      const settings = loadConfig({ path: configPath, sets: [...o.sets] }).consul;
+      const ms = await waitForPassing(consul, settings.bankService, banks.length);
+      await waitForPassing(consul, settings.gatewayService, 1);
+      log(`every bank passing in Consul ${ms} ms after the gateway was ready`);
+    }
+    log(`system up in ${dir} (${consul ? 'Consul' : 'static'} discovery): gateway :${gw.port}, ${banks.map((b) => `${b} :${config.banks[b]!.port}`).join(', ')}`);
     return {
       gatewayAddress: `localhost:${gw.port}`,
       certsDir,
       configPath,
       banks,
-      nodes: started.map((n) => ({ name: n.name, pid: n.child.pid! })),
+      discovery: consul ? 'consul' : 'static',
+      nodes: [...started.map((n) => ({ name: n.name, pid: n.child.pid! })), ...(consul ? [{ name: 'consul', pid: consul.pid }] : [])],
       dir,
       totals: () => bankTotals(banks.map((b) => config.banks[b]!.dataDir)),
       stop: async () => {
@@ -257,6 +287,7 @@ export function targetSystem(o: BenchOptions): BenchSystem {
     certsDir: path.resolve(config.tls.dir),
     configPath,
     banks,
+    discovery: config.discovery.mode,
     nodes: Object.entries(o.pids).map(([name, pid]) => ({ name, pid })),
     dir: undefined,
     totals: () => bankTotals(banks.map((b) => path.resolve(config.banks[b]!.dataDir))),

@@ -1,9 +1,9 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createConsul, type ConsulApi } from '../../src/discovery/consul-client.js';
+import { requireConsul, writeDevAgentConfig } from '../../src/discovery/consul-agent.js';
 import { ROOT } from './processes.js';
 
 // A real Consul dev agent for integration tests: free ports on 127.0.0.1, config and data in a
@@ -12,46 +12,6 @@ import { ROOT } from './processes.js';
 // the install script runs; if that fails the test fails (it never skips silently).
 
 const START_TIMEOUT_MS = 20_000;
-
-export function findConsul(): string | undefined {
-  const local = path.join(ROOT, 'tools/bin/consul');
-  if (fs.existsSync(local)) return local;
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    const candidate = path.join(dir, 'consul');
-    if (dir && fs.existsSync(candidate)) return candidate;
-  }
-  return undefined;
-}
-
-/** The consul binary, installing it (scripts/install-consul.sh) when there is none. Throws if impossible. */
-export function requireConsul(): string {
-  const found = findConsul();
-  if (found) return found;
-  try {
-    const out = execFileSync(path.join(ROOT, 'scripts/install-consul.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    const bin = out.trim().split('\n').pop();
-    if (bin && fs.existsSync(bin)) return bin;
-  } catch (err) {
-    throw new Error(`these tests need a Consul agent and scripts/install-consul.sh could not install one: ${(err as Error).message}`);
-  }
-  throw new Error('these tests need a Consul agent: none on the PATH or in tools/bin, and the install gave none');
-}
-
-async function freePorts(count: number): Promise<number[]> {
-  const servers: net.Server[] = [];
-  const ports: number[] = [];
-  for (let i = 0; i < count; i++) {
-    const srv = net.createServer();
-    await new Promise<void>((resolve, reject) => {
-      srv.once('error', reject);
-      srv.listen(0, '127.0.0.1', () => resolve());
-    });
-    servers.push(srv);
-    ports.push((srv.address() as net.AddressInfo).port);
-  }
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
 
 export interface CheckInfo {
   readonly serviceId: string;
@@ -75,24 +35,10 @@ export class ConsulAgent {
 
   /** Starts an agent that checks over TLS with certsDir/consul.{crt,key} and trusts certsDir/ca.crt. */
   static async start(certsDir: string): Promise<ConsulAgent> {
-    const binary = requireConsul();
+    const binary = requireConsul(ROOT);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'consul-it-'));
-    const [http, server, lan, wan] = await freePorts(4);
-    const configFile = path.join(dir, 'agent.json');
-    fs.writeFileSync(configFile, JSON.stringify({
-      node_name: 'payments-test',
-      bind_addr: '127.0.0.1',
-      client_addr: '127.0.0.1',
-      disable_update_check: true,
-      log_level: 'warn',
-      ports: { http, dns: -1, grpc: -1, server, serf_lan: lan, serf_wan: wan },
-      enable_agent_tls_for_checks: true,
-      ca_file: path.join(certsDir, 'ca.crt'),
-      cert_file: path.join(certsDir, 'consul.crt'),
-      key_file: path.join(certsDir, 'consul.key'),
-      server_name: 'localhost',
-    }, null, 2));
-    const agent = new ConsulAgent(binary, dir, http!, configFile);
+    const { configFile, httpPort } = await writeDevAgentConfig(dir, 'payments-test', certsDir);
+    const agent = new ConsulAgent(binary, dir, httpPort, configFile);
     await agent.launch();
     return agent;
   }

@@ -4,11 +4,11 @@ import { expect } from 'chai';
 import { ROOT } from '../helpers/processes.js';
 
 // Smoke test of the benchmark command: it launches its own system (2 banks, bulk-seeded accounts,
-// gateway, mutual TLS), drives 2 sessions for 2 s and reports JSON. Only outcomes are checked,
+// gateway, mutual TLS, a Consul dev agent for discovery: the default), drives 2 sessions for 2 s and reports JSON. Only outcomes are checked,
 // never speed.
 
 interface Report {
-  setup: { banks: string[]; accountsPerBank: number };
+  setup: { banks: string[]; accountsPerBank: number; discovery: string };
   points: {
     concurrency: number;
     committed: number;
@@ -38,7 +38,8 @@ describe('bin/bench (smoke)', function () {
     expect(p.failedTotal).to.equal(0);
     expect(p.latency.count).to.equal(p.committed);
     expect(p.latency.p50Ms).to.be.greaterThan(0).and.at.most(p.latency.maxMs);
-    expect(p.cpu.map((c) => c.name)).to.include.members(['gateway', 'BankA', 'BankB', 'loadgen']);
+    expect(report.setup.discovery).to.equal('consul');
+    expect(p.cpu.map((c) => c.name)).to.include.members(['gateway', 'BankA', 'BankB', 'consul', 'loadgen']);
     expect(p.conservation).to.deep.include({ conserved: true, heldMinor: '0' });
     // 2 banks x 20 accounts x 1,000,000.00 EUR.
     expect(p.conservation.startMinor).to.equal('4000000000');

@@ -69,7 +69,7 @@ describe('bench: percentiles and summaries', () => {
 describe('bench: options', () => {
   it('has short defaults', () => {
     const o = options([]);
-    expect(o).to.deep.include({ concurrency: 32, durationS: 10, warmupS: 3, banks: 2, accounts: 1000, workers: 1, channels: 1, sameBankShare: 0, json: false });
+    expect(o).to.deep.include({ concurrency: 32, durationS: 10, warmupS: 3, banks: 2, accounts: 1000, workers: 1, channels: 1, sameBankShare: 0, json: false, discovery: 'consul' });
     expect(o.amount).to.deep.equal({ kind: 'uniform', minMinor: 1n, maxMinor: 100n });
     expect(o.sweep).to.equal(undefined);
     expect(o.targetConfig).to.equal(undefined);
@@ -81,6 +81,7 @@ describe('bench: options', () => {
       '--set', 'logging.level=warn', '--history', '1000', '--label', 'x']);
     expect(o).to.deep.include({ concurrency: 8, durationS: 2, warmupS: 0, banks: 3, accounts: 50, sameBankShare: 0.25, seed: 42, workers: 2, channels: 4, json: true, historyRows: 1000, label: 'x' });
     expect(o.sweep).to.deep.equal([1, 8]);
+    expect(options(['--discovery', 'static']).discovery).to.equal('static');
     expect(o.sets).to.deep.equal(['logging.level=warn']);
     expect(o.amount).to.deep.equal({ kind: 'fixed', minor: 7n });
     const t = options(['--config', 'c.json', '--pid', 'gateway=12', '--pid', 'BankA=13']);
@@ -99,6 +100,8 @@ describe('bench: options', () => {
     expect(refused(['--bogus'])).to.match(/bogus/);
     expect(refused(['--accounts', '2', '--banks', '2', '-c', '5'])).to.match(/need 5 accounts/);
     expect(refused(['--config', 'c.json', '--history', '5'])).to.match(/launched system/);
+    expect(refused(['--config', 'c.json', '--discovery', 'static'])).to.match(/launched system/);
+    expect(refused(['--discovery', 'dns'])).to.match(/--discovery/);
     expect(refused(['--currency', 'XXX'])).to.match(/currency/);
   });
 
