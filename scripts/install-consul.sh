@@ -30,7 +30,7 @@ fi
 if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
   mirror=$(awk '$1 == "deb" && $2 !~ /^\[/ {print $2; exit}' /etc/apt/sources.list)
 fi
-mirror=${mirror:-http://deb.debian.org/debian}
+[ -n "$mirror" ] || { echo "install-consul: no Debian mirror in the apt sources; install Consul (>= 1.8) yourself and put it on the PATH" >&2; exit 1; }
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 
 work=$(mktemp -d)
