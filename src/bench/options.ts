@@ -289,17 +289,7 @@ export function parseBenchArgs(argv: readonly string[]): Result<ParsedCommand> {
 
 // ---- seeded choices --------------------------------------------------------------------------
 
-/** mulberry32: a small, fast, seedable PRNG; returns floats in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from '../core/random.js';
 
 /** A uniform integer in [0, n). */
 export function pick(random: () => number, n: number): number {

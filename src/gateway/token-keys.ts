@@ -123,9 +123,8 @@ function readPreviousFile(dataDir: string): StoredRetiredKey[] {
   return keys;
 }
 
-/** Writes a private temp file, fsyncs it, renames it over `file` and fsyncs the folder. */
-function writeFileAtomic(dir: string, file: string, text: string, mode: number): void {
-  fs.mkdirSync(dir, { recursive: true });
+/** Writes `text` to `<file>.<pid>.tmp` with `mode` and fsyncs it; returns the temp file's path. */
+function writePrivateTempFile(file: string, text: string, mode: number): string {
   const tmp = `${file}.${process.pid}.tmp`;
   const fd = fs.openSync(tmp, 'w', mode);
   try {
@@ -134,7 +133,13 @@ function writeFileAtomic(dir: string, file: string, text: string, mode: number):
   } finally {
     fs.closeSync(fd);
   }
-  fs.renameSync(tmp, file);
+  return tmp;
+}
+
+/** Writes a private temp file, fsyncs it, renames it over `file` and fsyncs the folder. */
+function writeFileAtomic(dir: string, file: string, text: string, mode: number): void {
+  fs.mkdirSync(dir, { recursive: true });
+  fs.renameSync(writePrivateTempFile(file, text, mode), file);
   fsyncDir(dir);
 }
 
@@ -150,14 +155,7 @@ async function createKeyFile(dataDir: string, file: string): Promise<void> {
   const text = await newKeyText();
   // Write to a private temp file, flush, then link it into place: the key file appears whole or
   // not at all, and if another process created one meanwhile, theirs wins (link never overwrites).
-  const tmp = `${file}.${process.pid}.tmp`;
-  const fd = fs.openSync(tmp, 'w', SIGNING_KEY_FILE_MODE);
-  try {
-    fs.writeFileSync(fd, text);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
+  const tmp = writePrivateTempFile(file, text, SIGNING_KEY_FILE_MODE);
   try {
     fs.linkSync(tmp, file);
   } catch (err) {

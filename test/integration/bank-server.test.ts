@@ -10,7 +10,7 @@ import { ConfigSchema, type Config } from '../../src/config/schema.js';
 import { newId } from '../../src/core/ids.js';
 import { BankServiceDefinition, EntryDirection, TransactionState, Vote } from '../../src/gen/bank/v1/bank.js';
 import { createNodeClient, type NodeClient } from '../../src/grpc/client.js';
-import { reasonOf, statusOf } from '../../src/grpc/errors.js';
+import { expectFailure } from '../helpers/expect-failure.js';
 import { silentLogger } from '../../src/logging/logger.js';
 import { loadTls } from '../../src/tls/credentials.js';
 import { ROOT, runBin, startNode, stopNode } from '../helpers/processes.js';
@@ -18,17 +18,6 @@ import { ROOT, runBin, startNode, stopNode } from '../helpers/processes.js';
 // A real bank server (in-process, and as bin/bank processes) over mutual TLS on loopback port 0.
 
 const CALL_LIMITS = { callTimeoutMs: 10_000, retryMaxAttempts: 1, retryBaseDelayMs: 50, retryMaxDelayMs: 500 };
-
-async function expectFailure(call: Promise<unknown>, status: Status, reason: string): Promise<void> {
-  try {
-    await call;
-  } catch (err) {
-    expect(Status[statusOf(err) ?? Status.UNKNOWN]).to.equal(Status[status]);
-    expect(reasonOf(err)).to.equal(reason);
-    return;
-  }
-  expect.fail(`expected ${Status[status]} ${reason}, the call succeeded`);
-}
 
 function debit(username: string, amountMinor: bigint, transactionId = newId()) {
   return { transactionId, username, amountMinor, currency: 'EUR', counterpartyBank: 'BankB', counterpartyUsername: 'bob' };

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import type { Metadata } from 'nice-grpc';
 import { EntryDirection } from '../../src/gen/bank/v1/bank.js';
 import { TransferStatus } from '../../src/gen/payments/v1/gateway.js';
+import { rng } from '../../src/core/random.js';
 import { Cluster, eventually } from '../helpers/cluster.js';
 import { balances, gatewayOf, historyFor, leftovers, outcomeOf, type Outcome } from '../helpers/outcomes.js';
 
@@ -20,18 +21,6 @@ const BANKS = ['BankA', 'BankB', 'BankC'] as const;
 const USERS_PER_BANK = 3;
 const OPENING_BALANCE = '200.00';
 const WORKERS = 6;
-
-/** mulberry32: a small seeded PRNG; every random choice of the test comes from it. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Account {
   bank: string;

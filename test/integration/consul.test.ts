@@ -3,13 +3,14 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { decodeProtectedHeader } from 'jose';
-import { ClientError, Status, type Metadata } from 'nice-grpc';
+import { Status, type Metadata } from 'nice-grpc';
 import { publishTrust, readTrust, trustKeys } from '../../src/discovery/consul-trust.js';
 import { resolveGatewayAddress } from '../../src/discovery/create.js';
 import { ConfigSchema } from '../../src/config/schema.js';
 import { verifyWithJwks } from '../../src/gateway/tokens.js';
 import { TransferStatus } from '../../src/gen/payments/v1/gateway.js';
 import { reasonOf } from '../../src/grpc/errors.js';
+import { expectFailure } from '../helpers/expect-failure.js';
 import { Cluster, eventually } from '../helpers/cluster.js';
 import { ConsulAgent, waitFor } from '../helpers/consul.js';
 import { runBin } from '../helpers/processes.js';
@@ -21,18 +22,6 @@ import { runBin } from '../helpers/processes.js';
 
 const BANK_SERVICE = 'payments-bank';
 const GATEWAY_SERVICE = 'payments-gateway';
-
-async function expectFailure(p: Promise<unknown>, code: Status, reason: string): Promise<void> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err, String(err)).to.be.instanceOf(ClientError);
-    expect(Status[(err as ClientError).code], (err as ClientError).details).to.equal(Status[code]);
-    expect(reasonOf(err)).to.equal(reason);
-    return;
-  }
-  throw new Error(`expected ${Status[code]} ${reason}, but the call succeeded`);
-}
 
 function gatewayLog(cluster: Cluster): { message: string; bank?: string }[] {
   const file = path.join(cluster.dir, 'logs', 'gateway.log');

@@ -4,23 +4,11 @@ import { ClientError, Metadata, Status } from 'nice-grpc';
 import { TransferStatus, EntryDirection } from '../../src/gen/payments/v1/gateway.js';
 import { Vote } from '../../src/gen/bank/v1/bank.js';
 import { reasonOf } from '../../src/grpc/errors.js';
+import { expectFailure } from '../helpers/expect-failure.js';
 import { bearer, Cluster, eventually } from '../helpers/cluster.js';
 
 // The whole system as processes: two banks and a gateway over mutual TLS on loopback.
 // After every scenario the sum of all balances is unchanged and no hold is left behind.
-
-async function expectFailure(p: Promise<unknown>, code: Status, reason?: string): Promise<ClientError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err, String(err)).to.be.instanceOf(ClientError);
-    const e = err as ClientError;
-    expect(Status[e.code], e.details).to.equal(Status[code]);
-    if (reason) expect(reasonOf(e), e.details).to.equal(reason);
-    return e;
-  }
-  throw new Error(`expected ${Status[code]} ${reason ?? ''}, but the call succeeded`);
-}
 
 describe('system: gateway + two banks over mTLS', function () {
   this.timeout(60_000);
