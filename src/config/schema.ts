@@ -71,10 +71,14 @@ export const ConfigSchema = z.strictObject({
     /** How long CreateTransfer waits for commit acks before answering COMMITTED anyway. */
     replyAckWaitMs: positiveMs.default(2000),
     bankCallTimeoutMs: positiveMs.default(3000),
-    /** Attempts for a bank read or login that fails with UNAVAILABLE (1 = no retry). */
-    bankCallRetryMaxAttempts: z.number().int().min(1).max(10).default(2),
-    bankCallRetryBaseDelayMs: positiveMs.default(50),
-    bankCallRetryMaxDelayMs: positiveMs.default(500),
+    /**
+     * Attempts for a bank read or login that fails with UNAVAILABLE (1 = no retry). The defaults
+     * wait at least 1.25 s in all (equal jitter: 50+100+200+400+500 ms), longer than a channel's
+     * reconnect back-off (1 s, src/grpc/client.ts): a bank that just restarted answers the retry.
+     */
+    bankCallRetryMaxAttempts: z.number().int().min(1).max(10).default(6),
+    bankCallRetryBaseDelayMs: positiveMs.default(100),
+    bankCallRetryMaxDelayMs: positiveMs.default(1000),
     /** Largest amount a single transfer may move, in minor units (string: int64). */
     maxTransferAmountMinor: z.string().regex(/^[1-9][0-9]{0,18}$/).default('100000000'),
     historyPageSizeDefault: z.number().int().positive().max(1000).default(20),
@@ -123,8 +127,12 @@ export const ConfigSchema = z.strictObject({
   client: z.strictObject({
     gatewayAddress: z.string().min(1).default('localhost:50050'),
     callTimeoutMs: positiveMs.default(5000),
-    /** Attempts for a call that is safe to repeat, when the answer is UNAVAILABLE. */
-    retryMaxAttempts: z.number().int().min(1).max(20).default(4),
+    /**
+     * Attempts for a call that is safe to repeat, when the answer is UNAVAILABLE. The defaults wait
+     * at least 1.55 s in all (equal jitter: 50+100+200+400+800 ms), longer than the channel's
+     * reconnect back-off (1 s): a long-lived client (interactive mode) rides out a gateway restart.
+     */
+    retryMaxAttempts: z.number().int().min(1).max(20).default(6),
     retryBaseDelayMs: positiveMs.default(100),
     retryMaxDelayMs: positiveMs.default(2000),
     /** Session and outbox folder; "~" is the user's home. */

@@ -31,6 +31,13 @@ interface UserRecord {
 }
 
 const CALL_LIMITS = { callTimeoutMs: 10_000, retryMaxAttempts: 1, retryBaseDelayMs: 50, retryMaxDelayMs: 500 };
+/**
+ * The tests' reads from a bank that may just have restarted: grpc-js fails calls fast while the
+ * channel is in reconnect back-off (up to 1 s, src/grpc/client.ts), so UNAVAILABLE is retried
+ * for longer than that (equal jitter: at least 50+100+200+400+500+500 ms before giving up).
+ * Only safe because the tests call banks with reads, prepares and aborts, all idempotent.
+ */
+const BANK_CALL_LIMITS = { callTimeoutMs: 10_000, retryMaxAttempts: 8, retryBaseDelayMs: 100, retryMaxDelayMs: 1000 };
 
 export class Cluster {
   readonly dir: string;
@@ -145,7 +152,7 @@ export class Cluster {
 
   bankClient(bank: string, identity = 'gateway') {
     const c = createNodeClient(BankServiceDefinition, `localhost:${this.config.banks[bank].port}`,
-      loadTls(this.certsDir, identity), silentLogger(), CALL_LIMITS);
+      loadTls(this.certsDir, identity), silentLogger(), BANK_CALL_LIMITS);
     this.clients.push(c);
     return c.client;
   }
@@ -196,12 +203,38 @@ export function bearer(token: string): Metadata {
   return new Metadata({ authorization: `Bearer ${token}` });
 }
 
-/** Waits until `check` returns true, polling every 50 ms, up to timeoutMs. */
-export async function eventually(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+/** Polling pause of `eventually`. */
+const EVENTUALLY_POLL_MS = 50;
+
+/**
+ * Waits until `check` returns true, polling every EVENTUALLY_POLL_MS, up to timeoutMs. A check that
+ * throws counts as "not yet" (a node that just restarted may refuse a call or two); on timeout the
+ * error names `what`, the last error thrown and the last detail `check` reported through `note`.
+ */
+export async function eventually(
+  check: (note: (detail: string) => void) => Promise<boolean>,
+  timeoutMs = 20_000,
+  what = 'condition',
+): Promise<void> {
   const end = Date.now() + timeoutMs;
+  let lastError: unknown;
+  let lastNote: string | undefined;
+  const note = (detail: string) => {
+    lastNote = detail;
+  };
   for (;;) {
-    if (await check()) return;
-    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
+    try {
+      if (await check(note)) return;
+      lastError = undefined;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > end) {
+      const parts = [`${what} not met within ${timeoutMs} ms`];
+      if (lastNote !== undefined) parts.push(`last seen: ${lastNote}`);
+      if (lastError !== undefined) parts.push(`last error: ${lastError instanceof Error ? lastError.message : String(lastError)}`);
+      throw new Error(parts.join('; '));
+    }
+    await new Promise((r) => setTimeout(r, EVENTUALLY_POLL_MS));
   }
 }

@@ -11,6 +11,7 @@ import { verifyWithJwks } from '../../src/gateway/tokens.js';
 import { TransferStatus } from '../../src/gen/payments/v1/gateway.js';
 import { reasonOf } from '../../src/grpc/errors.js';
 import { expectFailure } from '../helpers/expect-failure.js';
+import { gatewayLog, nodeLog } from '../helpers/logs.js';
 import { Cluster, eventually } from '../helpers/cluster.js';
 import { ConsulAgent, waitFor } from '../helpers/consul.js';
 import { runBin } from '../helpers/processes.js';
@@ -22,12 +23,6 @@ import { runBin } from '../helpers/processes.js';
 
 const BANK_SERVICE = 'payments-bank';
 const GATEWAY_SERVICE = 'payments-gateway';
-
-function gatewayLog(cluster: Cluster): { message: string; bank?: string }[] {
-  const file = path.join(cluster.dir, 'logs', 'gateway.log');
-  if (!fs.existsSync(file)) return [];
-  return fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { message: string; bank?: string });
-}
 
 describe('consul: registration, health, discovery and trust with a real agent', function () {
   this.timeout(120_000);
@@ -63,9 +58,9 @@ describe('consul: registration, health, discovery and trust with a real agent', 
     await cluster.startBank('BankB');
     await cluster.startGateway();
     for (const id of [`${BANK_SERVICE}-BankA`, `${BANK_SERVICE}-BankB`]) {
-      await waitFor(`${id} passing`, async () => (await agent.statusOf(BANK_SERVICE, id)) === 'passing', 10_000);
+      await waitFor(`${id} passing`, async () => (await agent.statusOf(BANK_SERVICE, id)) === 'passing');
     }
-    await waitFor('gateway passing', async () => (await agent.statusOf(GATEWAY_SERVICE, gatewayId())) === 'passing', 10_000);
+    await waitFor('gateway passing', async () => (await agent.statusOf(GATEWAY_SERVICE, gatewayId())) === 'passing');
     console.log(`      all three nodes passing ${Date.now() - started} ms after the first start`);
     // The check went through mutual TLS with the agent's client certificate (the server demands one).
     const check = (await agent.checks(BANK_SERVICE)).find((c) => c.serviceId === `${BANK_SERVICE}-BankA`)!;
@@ -116,7 +111,7 @@ describe('consul: registration, health, discovery and trust with a real agent', 
         if (reasonOf(e) !== 'BANK_UNAVAILABLE') throw e;
         return false;
       }
-    }, 15_000);
+    });
     console.log(`      BankC usable ${Date.now() - started} ms after its start`);
     await eventually(async () => (await balance('BankC', 'carol')) === 10_100n);
   });
@@ -126,20 +121,21 @@ describe('consul: registration, health, discovery and trust with a real agent', 
     await cluster.stopBank('BankB', 'SIGKILL');
     const killedAt = Date.now();
     const criticalMs = await waitFor('BankB critical',
-      async () => (await agent.statusOf(BANK_SERVICE, `${BANK_SERVICE}-BankB`)) === 'critical', 10_000);
+      async () => (await agent.statusOf(BANK_SERVICE, `${BANK_SERVICE}-BankB`)) === 'critical');
     await waitFor('gateway drops BankB',
-      async () => gatewayLog(cluster).some((l) => l.message === 'bank has no passing instance' && l.bank === 'BankB'), 5_000);
+      async () => gatewayLog(cluster).some((l) => l.message === 'bank has no passing instance' && l.bank === 'BankB'));
     const droppedMs = Date.now() - killedAt;
+    // Timings are printed, not asserted: they depend on the machine's load (the wait bounds above
+    // only keep a broken system from hanging the suite).
     console.log(`      BankB critical ${criticalMs} ms after SIGKILL; out of the gateway's view after ${droppedMs} ms`);
-    expect(criticalMs).to.be.lessThan(5_000);
     const failedPreparesBefore = gatewayLog(cluster).filter((l) => l.message === 'prepare failed').length;
     const key = randomUUID();
     const t0 = Date.now();
     await expectFailure(transfer(['BankB', 'bob'], 700n, key), Status.UNAVAILABLE, 'BANK_UNAVAILABLE');
     const failMs = Date.now() - t0;
     console.log(`      transfer to the dead bank refused in ${failMs} ms (prepare timeout 5000 ms)`);
-    expect(failMs).to.be.lessThan(1_000);
-    // Not even attempted: no prepare went out to a dead address.
+    // Refused without waiting for the prepare deadline (that would be PREPARE_TIMEOUT) and not even
+    // attempted: no prepare went out to a dead address.
     expect(gatewayLog(cluster).filter((l) => l.message === 'prepare failed').length).to.equal(failedPreparesBefore);
     const got = await gw().getTransfer({ idempotencyKey: key }, { metadata: alice });
     expect(got.transfer?.status).to.equal(TransferStatus.TRANSFER_STATUS_ABORTED);
@@ -153,7 +149,7 @@ describe('consul: registration, health, discovery and trust with a real agent', 
   it('routes to a restarted bank again', async () => {
     await cluster.startBank('BankB');
     const ms = await waitFor('BankB passing again',
-      async () => (await agent.statusOf(BANK_SERVICE, `${BANK_SERVICE}-BankB`)) === 'passing', 10_000);
+      async () => (await agent.statusOf(BANK_SERVICE, `${BANK_SERVICE}-BankB`)) === 'passing');
     await eventually(async () => {
       try {
         const r = await transfer(['BankB', 'bob'], 200n);
@@ -162,7 +158,7 @@ describe('consul: registration, health, discovery and trust with a real agent', 
         if (reasonOf(e) !== 'BANK_UNAVAILABLE') throw e;
         return false;
       }
-    }, 10_000);
+    });
     console.log(`      restarted BankB passing after ${ms} ms and routed to`);
     await eventually(async () => (await balance('BankB', 'bob')) === 101_200n);
   });
@@ -176,10 +172,11 @@ describe('consul: registration, health, discovery and trust with a real agent', 
     expect(log.indexOf('deregistered from consul')).to.be.lessThan(log.indexOf('bank stopped'));
     // A configured bank without a passing instance: UNAVAILABLE at once, not NOT_FOUND.
     await waitFor('gateway drops BankC',
-      async () => gatewayLog(cluster).some((l) => l.message === 'bank has no passing instance' && l.bank === 'BankC'), 5_000);
-    const t0 = Date.now();
+      async () => gatewayLog(cluster).some((l) => l.message === 'bank has no passing instance' && l.bank === 'BankC'));
+    const failedPreparesBefore = gatewayLog(cluster).filter((l) => l.message === 'prepare failed').length;
     await expectFailure(transfer(['BankC', 'carol'], 100n), Status.UNAVAILABLE, 'BANK_UNAVAILABLE');
-    expect(Date.now() - t0).to.be.lessThan(1_000);
+    // Refused from discovery alone (no prepare left for BankC), not by the prepare deadline.
+    expect(gatewayLog(cluster).filter((l) => l.message === 'prepare failed').length).to.equal(failedPreparesBefore);
   });
 
   it('starts a bank that takes its CA certificate from Consul KV (consul.trustFromKv)', async () => {
@@ -188,9 +185,10 @@ describe('consul: registration, health, discovery and trust with a real agent', 
     fs.mkdirSync(ownDir, { mode: 0o700 });
     for (const f of ['BankC.crt', 'BankC.key']) fs.copyFileSync(path.join(cluster.certsDir, f), path.join(ownDir, f));
     await cluster.startBank('BankC', { PAYMENTS__CONSUL__TRUSTFROMKV: 'true', PAYMENTS__TLS__DIR: ownDir });
-    const log = fs.readFileSync(path.join(cluster.dir, 'logs', 'BankC.log'), 'utf8');
-    expect(log).to.contain('CA certificate read from consul KV');
-    await waitFor('BankC passing', async () => (await agent.statusOf(BANK_SERVICE, `${BANK_SERVICE}-BankC`)) === 'passing', 10_000);
+    // The log file is written asynchronously: the line may land after the ready line.
+    await eventually(async () => nodeLog(cluster, 'BankC').some((l) => l.message === 'CA certificate read from consul KV'),
+      20_000, 'BankC logging where its CA came from');
+    await waitFor('BankC passing', async () => (await agent.statusOf(BANK_SERVICE, `${BANK_SERVICE}-BankC`)) === 'passing');
     await eventually(async () => {
       try {
         const r = await transfer(['BankC', 'carol'], 100n);
@@ -199,7 +197,7 @@ describe('consul: registration, health, discovery and trust with a real agent', 
         if (reasonOf(e) !== 'BANK_UNAVAILABLE') throw e;
         return false;
       }
-    }, 10_000);
+    });
     await eventually(async () => (await balance('BankC', 'carol')) === 10_200n);
   });
 
@@ -211,7 +209,7 @@ describe('consul: registration, health, discovery and trust with a real agent', 
     await cluster.stopGateway('SIGTERM');
     expect(await agent.serviceIds()).to.not.include(gatewayId());
     await cluster.startGateway();
-    await waitFor('gateway passing', async () => (await agent.statusOf(GATEWAY_SERVICE, gatewayId())) === 'passing', 10_000);
+    await waitFor('gateway passing', async () => (await agent.statusOf(GATEWAY_SERVICE, gatewayId())) === 'passing');
     // The token signed before the rotation still works.
     const bal = await gw().getBalance({}, { metadata: alice });
     expect(bal.account?.username).to.equal('alice');
@@ -233,7 +231,7 @@ describe('consul: registration, health, discovery and trust with a real agent', 
       expect(r.transfer?.status).to.equal(TransferStatus.TRANSFER_STATUS_COMMITTED);
     }
     await waitFor('gateway warns about consul',
-      async () => gatewayLog(cluster).some((l) => l.message === 'consul unreachable; keeping the last known addresses'), 5_000);
+      async () => gatewayLog(cluster).some((l) => l.message === 'consul unreachable; keeping the last known addresses'));
     expect(cluster.gateway!.child.exitCode).to.equal(null);
     console.log(`      3 transfers committed during a Consul outage (${Date.now() - outageStart} ms)`);
     // Consul comes back empty (a dev agent): the nodes register again and the gateway follows.
@@ -241,11 +239,11 @@ describe('consul: registration, health, discovery and trust with a real agent', 
     const back = await waitFor('nodes registered again', async () => {
       const ids = await agent.serviceIds();
       return [`${BANK_SERVICE}-BankA`, `${BANK_SERVICE}-BankB`, gatewayId()].every((id) => ids.includes(id));
-    }, 15_000);
+    });
     console.log(`      nodes re-registered ${back} ms after Consul restarted`);
     await waitFor('gateway follows consul again',
-      async () => gatewayLog(cluster).some((l) => l.message === 'consul reachable again; discovery follows it'), 10_000);
-    await waitFor('BankB passing', async () => (await agent.statusOf(BANK_SERVICE, `${BANK_SERVICE}-BankB`)) === 'passing', 10_000);
+      async () => gatewayLog(cluster).some((l) => l.message === 'consul reachable again; discovery follows it'));
+    await waitFor('BankB passing', async () => (await agent.statusOf(BANK_SERVICE, `${BANK_SERVICE}-BankB`)) === 'passing');
     await eventually(async () => {
       try {
         const r = await transfer(['BankB', 'bob'], 10n);
@@ -254,12 +252,12 @@ describe('consul: registration, health, discovery and trust with a real agent', 
         if (reasonOf(e) !== 'BANK_UNAVAILABLE') throw e;
         return false;
       }
-    }, 10_000);
+    });
     // And it watches again: a bank killed now leaves the gateway's view.
     const dropsBefore = gatewayLog(cluster).filter((l) => l.message === 'bank has no passing instance' && l.bank === 'BankA').length;
     await cluster.stopBank('BankA', 'SIGKILL');
     await waitFor('gateway drops BankA', async () =>
-      gatewayLog(cluster).filter((l) => l.message === 'bank has no passing instance' && l.bank === 'BankA').length > dropsBefore, 10_000);
+      gatewayLog(cluster).filter((l) => l.message === 'bank has no passing instance' && l.bank === 'BankA').length > dropsBefore);
     await cluster.startBank('BankA');
   });
 });

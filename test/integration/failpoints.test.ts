@@ -15,6 +15,7 @@ import {
   unfinishedAtGateway,
   type Outcome,
 } from '../helpers/outcomes.js';
+import { gatewayLog } from '../helpers/logs.js';
 import { runBin, type NodeProcess } from '../helpers/processes.js';
 
 // Crash at every step where a crash matters (src/failpoints), restart the node, and check the
@@ -22,6 +23,9 @@ import { runBin, type NodeProcess } from '../helpers/processes.js';
 // client's retry with the same key gets the true outcome, and the sum of all balances is unchanged.
 
 type Node = 'gateway' | 'BankA' | 'BankB';
+
+/** How long the armed node may take to reach its crash point (a failure bound, not a latency claim). */
+const EXIT_WAIT_MS = 60_000;
 
 interface Scenario {
   node: Node;
@@ -62,7 +66,9 @@ describe('failpoints: crash at every step, restart, nothing lost or doubled', fu
   before(async () => {
     cluster = await Cluster.create({
       banks: ['BankA', 'BankB'],
-      gateway: { prepareTimeoutMs: 3000, replyAckWaitMs: 500, commitRetryIntervalMs: 50, commitRetryMaxIntervalMs: 300, phase2CallTimeoutMs: 1000 },
+      // Deadlines far above what a busy CI machine needs: a slow fsync must not turn an expected
+      // outcome into a timeout. The retry intervals stay short so that recovery is quick.
+      gateway: { prepareTimeoutMs: 15_000, replyAckWaitMs: 500, commitRetryIntervalMs: 50, commitRetryMaxIntervalMs: 300, phase2CallTimeoutMs: 5000 },
       bank: { inDoubtQueryAfterMs: 2000, inDoubtCheckIntervalMs: 250, inDoubtRetryMaxIntervalMs: 1000 },
     });
     await cluster.addUser('BankA', 'alice', 'EUR', '1000.00');
@@ -78,6 +84,18 @@ describe('failpoints: crash at every step, restart, nothing lost or doubled', fu
 
   after(async () => {
     await cluster?.close();
+  });
+
+  /** The node started with a failpoint in the running scenario, if it may still be alive. */
+  let armedNode: { node: Node; process: NodeProcess } | undefined;
+
+  afterEach(async () => {
+    // A failed scenario must not leave an armed node behind for the next one (it would crash there).
+    const left = armedNode;
+    armedNode = undefined;
+    if (!left || left.process.child.exitCode !== null || left.process.child.signalCode !== null) return;
+    if ((left.node === 'gateway' ? cluster.gateway : cluster.banks.get(left.node)) !== left.process) return;
+    await restart(left.node);
   });
 
   async function restart(node: Node, env: NodeJS.ProcessEnv = {}): Promise<NodeProcess> {
@@ -99,16 +117,16 @@ describe('failpoints: crash at every step, restart, nothing lost or doubled', fu
       } catch {
         return false;
       }
-    }, 15_000);
+    });
   }
 
+  /** Until nothing is held, in doubt or unfinished anywhere; a timeout names what was left. */
   async function settled(): Promise<void> {
-    let left: string[] = [];
-    try {
-      await eventually(async () => (left = await leftovers(cluster)).length === 0, 20_000);
-    } catch {
-      throw new Error(`the system did not settle: ${left.join('; ')}`);
-    }
+    await eventually(async (note) => {
+      const left = await leftovers(cluster);
+      note(left.join('; '));
+      return left.length === 0;
+    }, 30_000, 'the system settling');
   }
 
   for (const s of SCENARIOS) {
@@ -120,6 +138,7 @@ describe('failpoints: crash at every step, restart, nothing lost or doubled', fu
       const args = { metadata: payer.metadata, toBank: 'BankB', toUsername: 'bob', amountMinor, key };
 
       const armed = await restart(s.node, { [FAILPOINTS_ENV]: s.point });
+      armedNode = { node: s.node, process: armed };
       if (s.node !== 'gateway') await gatewayReaches(s.node);
 
       // The first attempt: its answer (if any) must agree with the final outcome.
@@ -132,7 +151,7 @@ describe('failpoints: crash at every step, restart, nothing lost or doubled', fu
       } catch (err) {
         first = outcomeOf(undefined, err);
       }
-      const exit = await Promise.race([armed.exited, new Promise((r) => setTimeout(() => r('still running'), 15_000))]);
+      const exit = await Promise.race([armed.exited, new Promise((r) => setTimeout(() => r('still running'), EXIT_WAIT_MS).unref())]);
       expect(exit, armed.output()).to.equal('SIGKILL');
       expect(armed.output()).to.contain(`"event":"failpoint","name":"${s.point}"`);
 
@@ -169,6 +188,7 @@ describe('failpoints: crash at every step, restart, nothing lost or doubled', fu
     const key = randomUUID();
     const args = { metadata: sessions.alice!, toBank: 'BankB', toUsername: 'bob', amountMinor: 777n, key };
     const armed = await restart('gateway', { [FAILPOINTS_ENV]: 'gateway.after_decision_persisted' });
+    armedNode = { node: 'gateway', process: armed };
     await gatewayOf(cluster).createTransfer(
       { idempotencyKey: key, toBank: 'BankB', toUsername: 'bob', amountMinor: 777n, currency: 'EUR' },
       { metadata: sessions.alice! },
@@ -180,17 +200,22 @@ describe('failpoints: crash at every step, restart, nothing lost or doubled', fu
     expect(await resolveOutcome(cluster, args)).to.include({ kind: 'committed' });
     await eventually(async () => (await bankOf(cluster, 'BankA').getBalance({ username: 'alice' })).balanceMinor
       === before.byUser.get('alice@BankA')! - 777n, 10_000);
-    await eventually(async () => unfinishedAtGateway(cluster).every((u) => u.endsWith(':committing:BankB')), 10_000);
+    await eventually(async () => unfinishedAtGateway(cluster).every((u) => u.endsWith(':committing:BankB')));
     // Another gateway crash while BankB is still down: the commit stays pending, visible to operators.
     await cluster.stopGateway('SIGKILL');
     const listed = await runBin('gateway', ['unfinished', '--config', cluster.configPath, '--json']);
     expect(listed.code, listed.stderr).to.equal(0);
-    const rows = JSON.parse(listed.stdout).transfers as { state: string; awaiting: string[]; idempotencyKey: string }[];
+    const rows = JSON.parse(listed.stdout).transfers as { transactionId: string; state: string; awaiting: string[]; idempotencyKey: string }[];
     expect(rows.map((r) => [r.idempotencyKey, r.state, r.awaiting])).to.deep.equal([[key, 'committing', ['BankB']]]);
     const text = await runBin('gateway', ['unfinished', '--config', cluster.configPath]);
     expect(text.stdout).to.match(/1 unfinished transfer:[\s\S]*committing[\s\S]*waiting for BankB/);
+    const logBefore = gatewayLog(cluster).length;
     await cluster.startGateway();
-    await new Promise((r) => setTimeout(r, 1500));
+    // The restarted gateway resumed phase 2 and was refused by the dead bank: still unfinished.
+    const [row] = rows;
+    await eventually(async () => gatewayLog(cluster).slice(logBefore).some((l) => l.transactionId === row!.transactionId
+      && l.bank === 'BankB' && (l.message === 'phase 2 call failed, will retry' || l.message === 'phase 2: bank not available, will retry')),
+    30_000, 'the restarted gateway retrying the commit at BankB');
     expect(unfinishedAtGateway(cluster)).to.have.length(1);
     const inDoubt = await runBin('bank', ['in-doubt', '--config', cluster.configPath, '--name', 'BankB', '--json']);
     expect(JSON.parse(inDoubt.stdout).transactions).to.have.length(1);

@@ -9,6 +9,9 @@ import { EntryDirection } from '../../src/gen/payments/v1/gateway.js';
 // gateway is down are queued durably and sent exactly once later, also across client crashes
 // (SIGKILL) and an expired session. The sum of all balances never changes.
 
+/** Token lifetime in the expired-session scenario. */
+const SESSION_TTL_SECONDS = 8;
+
 const UUID_RE = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;
 
 function keyOf(stdout: string): string {
@@ -24,8 +27,8 @@ class ClientRunner {
     return runBin('client', ['--config', this.cluster.configPath, ...args], { ...options, timeoutMs: 60_000 });
   }
 
-  async login(bank: string, user: string) {
-    const r = await this.run(['login', bank, user, '--password-stdin'], { input: `${this.cluster.passwordOf(bank, user)}\n` });
+  async login(bank: string, user: string, extra: string[] = []) {
+    const r = await this.run(['login', bank, user, '--password-stdin', ...extra], { input: `${this.cluster.passwordOf(bank, user)}\n` });
     expect(r.code, r.stdout + r.stderr).to.equal(0);
     return r;
   }
@@ -151,9 +154,9 @@ describe('client offline outbox (real gateway and banks)', function () {
       await cluster.startGateway();
 
       // Killed after the gateway applied #4 but before the client recorded the answer (the test
-      // delay holds the answer for 3 s): the answer is lost with the process.
-      const first = await client.killWhen(/sending #4 /, { PAYMENTS_CLIENT_TEST_OUTBOX_DELAY_MS: '3000' },
-        () => eventually(async () => (await cluster.balanceOf('BankB', 'bob')).balanceMinor === 6_000n, 2_500));
+      // delay holds the answer far longer than the wait for the bank): the answer is lost with the process.
+      const first = await client.killWhen(/sending #4 /, { PAYMENTS_CLIENT_TEST_OUTBOX_DELAY_MS: '600000' },
+        () => eventually(async () => (await cluster.balanceOf('BankB', 'bob')).balanceMinor === 6_000n, 20_000, '#4 applied at BankB'));
       expect(first).to.not.match(/#4 .* committed/);
       let listed = await client.queueList();
       expect(listed.find((e) => e.idempotencyKey === keys[0])).to.include({ state: 'pending', sent: true, inDoubt: true, cancellable: false });
@@ -201,7 +204,8 @@ describe('client offline outbox (real gateway and banks)', function () {
     let client: ClientRunner;
 
     before(async () => {
-      cluster = await Cluster.create({ banks: ['BankA', 'BankB'], gateway: { tokenTtlSeconds: 3 } });
+      // Long enough that the payment is surely queued before the session expires on a slow machine.
+      cluster = await Cluster.create({ banks: ['BankA', 'BankB'], gateway: { tokenTtlSeconds: SESSION_TTL_SECONDS } });
       await cluster.addUser('BankA', 'alice', 'EUR', '100.00');
       await cluster.addUser('BankB', 'bob', 'EUR', '50.00');
       await cluster.startAll();
@@ -214,10 +218,13 @@ describe('client offline outbox (real gateway and banks)', function () {
 
     it('holds the payment until login, then sends it once with the same key', async () => {
       const total = (await cluster.totals()).balanceMinor;
-      await client.login('BankA', 'alice');
+      const loggedIn = await client.login('BankA', 'alice', ['--json']);
+      const expiresAtMs = Date.parse(JSON.parse(loggedIn.stdout).expireTime as string);
       await cluster.stopGateway();
       const key = await client.queueTransfer('BankB', 'bob', '7.00');
-      await new Promise((r) => setTimeout(r, 3500));
+      // The session expires while the payment waits in the queue (the client judges by the expiry
+      // it stored at login, the same instant as the token's exp).
+      await eventually(async () => Date.now() > expiresAtMs, 2 * SESSION_TTL_SECONDS * 1000, 'the session expiring');
       await cluster.startGateway();
 
       const run = await client.run(['queue', 'run', '--until-empty', '--timeout-ms', '10000']);

@@ -31,7 +31,7 @@ describe('system: gateway + two banks over mTLS', function () {
   afterEach(async () => {
     if (!cluster) return;
     // Money is conserved and nothing stays held once the scenario has settled.
-    await eventually(async () => (await cluster.totals()).heldMinor === 0n, 10_000);
+    await eventually(async () => (await cluster.totals()).heldMinor === 0n);
     const t = await cluster.totals();
     expect(t.balanceMinor).to.equal(startTotal);
   });
@@ -191,9 +191,8 @@ describe('system: gateway + two banks over mTLS', function () {
     await cluster.stopBank('BankB', 'SIGKILL');
     try {
       const key = randomUUID();
-      const started = Date.now();
+      // BANK_UNAVAILABLE, not PREPARE_TIMEOUT: refused on the failed connection, not at the deadline.
       await expectFailure(transfer(alice, ['BankB', 'bob'], 500n, key), Status.UNAVAILABLE, 'BANK_UNAVAILABLE');
-      expect(Date.now() - started).to.be.lessThan(10_000);
       const got = await gw().getTransfer({ idempotencyKey: key }, { metadata: alice });
       expect(got.transfer?.status).to.equal(TransferStatus.TRANSFER_STATUS_ABORTED);
       await eventually(async () => {
@@ -214,7 +213,7 @@ describe('system: gateway + two banks over mTLS', function () {
         if (reasonOf(e) !== 'BANK_UNAVAILABLE') throw e;
         return false;
       }
-    }, 5_000);
+    });
   });
 
   it('survives many concurrent transfers between all accounts', async () => {
@@ -261,7 +260,18 @@ describe('system: token expiry', function () {
     const { metadata } = await cluster.login('BankA', 'erin');
     const gw = cluster.gatewayClient();
     await gw.getBalance({}, { metadata });
-    await new Promise((r) => setTimeout(r, 2100));
+    // Until the gateway's own clock passes the token's expiry; any other refusal fails the test.
+    let answer = '';
+    await eventually(async () => {
+      try {
+        await gw.getBalance({}, { metadata });
+        answer = 'OK';
+      } catch (err) {
+        answer = `${reasonOf(err) ?? String(err)}`;
+      }
+      if (answer !== 'OK' && answer !== 'TOKEN_EXPIRED') throw new Error(`refused with ${answer}, not TOKEN_EXPIRED`);
+      return answer === 'TOKEN_EXPIRED';
+    }, 20_000, 'the token expiring');
     await expectFailure(gw.getBalance({}, { metadata }), Status.UNAUTHENTICATED, 'TOKEN_EXPIRED');
   });
 });

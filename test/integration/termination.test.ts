@@ -8,6 +8,7 @@ import { reasonOf } from '../../src/grpc/errors.js';
 import { silentLogger } from '../../src/logging/logger.js';
 import { loadTls } from '../../src/tls/credentials.js';
 import { Cluster, eventually } from '../helpers/cluster.js';
+import { nodeLog } from '../helpers/logs.js';
 import { balances, bankOf, gatewayOf, historyFor, inDoubtAt, leftovers, resolveOutcome, unfinishedAtGateway } from '../helpers/outcomes.js';
 
 // The participant's termination protocol: a bank holding a prepared leg longer than
@@ -37,7 +38,7 @@ describe('termination: banks ask the coordinator about in-doubt legs', function 
   });
 
   afterEach(async () => {
-    await eventually(async () => (await leftovers(cluster)).length === 0, 15_000);
+    await eventually(async () => (await leftovers(cluster)).length === 0);
     expect((await balances(cluster)).balanceMinor).to.equal(startTotal);
   });
 
@@ -87,7 +88,7 @@ describe('termination: banks ask the coordinator about in-doubt legs', function 
     expect((await prepareAtA(txId)).vote).to.equal(1);
     expect(await heldAtA()).to.equal(500n);
     expect(inDoubtAt(cluster, 'BankA')).to.deep.equal([txId]);
-    await eventually(async () => (await heldAtA()) === 0n, 10_000);
+    await eventually(async () => (await heldAtA()) === 0n);
     expect(inDoubtAt(cluster, 'BankA')).to.deep.equal([]);
     // The tombstone refuses the prepare if it is repeated now.
     expect((await prepareAtA(txId)).reason).to.equal('TRANSACTION_ABORTED');
@@ -97,15 +98,18 @@ describe('termination: banks ask the coordinator about in-doubt legs', function 
     await cluster.stopGateway('SIGKILL');
     try {
       const txId = randomUUID();
+      const logBefore = nodeLog(cluster, 'BankA').length;
       await prepareAtA(txId);
-      // Many query rounds pass without an answer: the hold stays.
-      await new Promise((r) => setTimeout(r, 4 * QUERY_AFTER_MS));
+      // A query round about this leg went unanswered (the bank logs it): the hold stays.
+      await eventually(async () => nodeLog(cluster, 'BankA').slice(logBefore).some((l) => l.transactionId === txId
+        && l.message === 'in-doubt: the coordinator gave no answer; the legs stay prepared, will ask again'),
+      30_000, 'an unanswered decision query about the leg');
       expect(await heldAtA()).to.equal(500n);
       expect(inDoubtAt(cluster, 'BankA')).to.deep.equal([txId]);
     } finally {
       await cluster.startGateway();
     }
-    await eventually(async () => (await heldAtA()) === 0n, 15_000);
+    await eventually(async () => (await heldAtA()) === 0n);
   });
 
   it('a bank the gateway cannot reach applies the commit decision it asked for', async () => {
@@ -125,7 +129,7 @@ describe('termination: banks ask the coordinator about in-doubt legs', function 
     try {
       await cluster.startGateway();
       expect((await resolveOutcome(cluster, args)).kind).to.equal('committed');
-      await eventually(async () => inDoubtAt(cluster, 'BankB').length === 0, 15_000);
+      await eventually(async () => inDoubtAt(cluster, 'BankB').length === 0);
       expect((await bankOf(cluster, 'BankB').getBalance({ username: 'bob' })).balanceMinor).to.equal(before.byUser.get('bob@BankB')! + 250n);
       // The gateway still waits for BankB's acknowledgement.
       expect(unfinishedAtGateway(cluster).some((u) => u.endsWith(':committing:BankB'))).to.equal(true);
@@ -136,7 +140,7 @@ describe('termination: banks ask the coordinator about in-doubt legs', function 
       await cluster.startGateway();
     }
     // Now the gateway's repeated Commit is acknowledged (a repeat: nothing applied twice).
-    await eventually(async () => unfinishedAtGateway(cluster).length === 0, 15_000);
+    await eventually(async () => unfinishedAtGateway(cluster).length === 0);
     const txId = (await gatewayOf(cluster).getTransfer({ idempotencyKey: key }, { metadata: alice })).transfer!.transactionId;
     expect((await historyFor(cluster, 'BankB', 'bob')).filter((e) => e.txId === txId)).to.have.length(1);
     expect((await historyFor(cluster, 'BankA', 'alice')).filter((e) => e.txId === txId)).to.have.length(1);

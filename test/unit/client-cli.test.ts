@@ -6,6 +6,7 @@ import { GatewayClient } from '../../src/client/gateway-client.js';
 import { SESSION_FILE } from '../../src/client/session.js';
 import { loadTls } from '../../src/tls/credentials.js';
 import { runBin } from '../helpers/processes.js';
+import { eventually } from '../helpers/cluster.js';
 import { FakeGateway, makeCerts, tempDir } from './client-fake-gateway.js';
 
 // bin/client as a child process against an in-test gateway over mutual TLS: real arguments, real
@@ -254,7 +255,8 @@ describe('client CLI (bin/client against an in-test gateway)', function () {
     const key = /key: (\S+)/.exec(t.stdout)?.[1];
     expect(fake.callsOf('CreateTransfer')).to.have.length(1);
     fake.delayMs = 0;
-    await new Promise((r) => setTimeout(r, 1500));
+    // The gateway finishes the transfer whose answer the client never got.
+    await eventually(async () => fake.balanceOf('BankB', 'bob') === 5_300n, 20_000, 'the delayed transfer being applied');
     const c = await cli(['queue', 'cancel', '1']);
     expect(c.code).to.equal(1);
     expect(c.stderr).to.match(/cannot be cancelled.*\(OUTBOX_NOT_CANCELLABLE\)/);

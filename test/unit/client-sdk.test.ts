@@ -105,11 +105,10 @@ describe('client SDK (GatewayClient)', () => {
   it('gives every call a deadline', async () => {
     const quick = new GatewayClient({ address: fake.address, tls: loadTls(certs, 'client'), limits: { ...LIMITS, callTimeoutMs: 200 } });
     try {
+      // The fake would answer (successfully) after 1 s: only the 200 ms deadline makes this fail.
       fake.delayMs = 1000;
-      const started = Date.now();
       const f = await failureOf(quick.login('BankA', 'alice', 'alice-pw'));
       expect(f).to.include({ code: 'DEADLINE_EXCEEDED', reason: 'GATEWAY_TIMEOUT' });
-      expect(Date.now() - started).to.be.lessThan(900);
     } finally {
       quick.close();
     }

@@ -111,11 +111,17 @@ function runScript(script: string, tx: Tx): { expected: string; actual: string }
     if (line.startsWith('>')) continue;
     out.push(line);
     if (line === 'crash') {
+      // Only what was persisted survives; the script goes on from the recovered phase, and what
+      // recovery persists (a presumed-abort decision) is on disk for the next crash.
       const rows = replayRecords(records);
       const { phases, effects } = recover(rows);
+      phase = phases.get(tx.id);
       for (const [id, p] of phases) {
         out.push(`> ${renderPhase(p)}`);
-        for (const e of effects.get(id) ?? []) out.push(`> ${renderEffect(e)}`);
+        for (const e of effects.get(id) ?? []) {
+          out.push(`> ${renderEffect(e)}`);
+          if (e.type === 'persist') records.push(e.record);
+        }
       }
       continue;
     }
@@ -430,6 +436,18 @@ describe('coordinator recovery', () => {
       > persist decision abort TRANSACTION_ABORTED awaiting=BankA,BankB
       > send abort BankA
       > send abort BankB
+      # The recovered run goes on; its presumed-abort decision is on disk for the next crash.
+      ack BankA abort
+      > aborting TRANSACTION_ABORTED awaiting=BankB
+      > persist ack BankA
+      crash
+      > aborting TRANSACTION_ABORTED awaiting=BankB
+      > send abort BankB
+      ack BankB abort
+      > aborted TRANSACTION_ABORTED
+      > persist completed aborted TRANSACTION_ABORTED
+      crash
+      > aborted TRANSACTION_ABORTED
     `);
   });
 
@@ -452,7 +470,7 @@ describe('coordinator recovery', () => {
       > send commit BankA
       > send commit BankB
       ack BankB commit
-      > committing awaiting=BankA replyAt=3200 replied=false
+      > committing awaiting=BankA replyAt=0 replied=true
       > persist ack BankB
       crash
       > committing awaiting=BankA replyAt=0 replied=true

@@ -1,12 +1,16 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { expect } from 'chai';
 import { Ledger } from '../../src/bank/ledger.js';
 import { InDoubtResolver, type CoordinatorDecision, type DecisionSource } from '../../src/bank/termination.js';
 import { newId } from '../../src/core/ids.js';
 import type { LogRecord, Tx } from '../../src/coordinator/index.js';
-import { armFailpoints, failpoint, failpointsArmed, parseFailpoints } from '../../src/failpoints/index.js';
+import { armFailpoints, failpoint, failpointsArmed, FAILPOINTS_ENV, parseFailpoints } from '../../src/failpoints/index.js';
+import { eventually } from '../helpers/cluster.js';
+import { ROOT } from '../helpers/processes.js';
 import { createCoordinatorService } from '../../src/gateway/coordinator-service.js';
 import { Decision } from '../../src/gen/coordinator/v1/coordinator.js';
 import { GatewayStore } from '../../src/gateway/store.js';
@@ -21,10 +25,27 @@ const HOUR_MS = 3_600_000;
 describe('failpoints', () => {
   afterEach(() => armFailpoints([]));
 
-  it('are off by default and then do nothing', () => {
+  /** Runs `failpoint(...)` in a fresh process (as a node would) and reports how it ended. */
+  function reach(env: NodeJS.ProcessEnv, ...call: string[]): { status: number | null; signal: string | null; out: string } {
+    const module = pathToFileURL(path.join(ROOT, 'src/failpoints/index.ts')).href;
+    const script = `import { failpoint } from ${JSON.stringify(module)};\n`
+      + `failpoint(${call.map((c) => JSON.stringify(c)).join(', ')});\nprocess.stdout.write('survived\\n');\n`;
+    const env2 = { ...process.env, ...env };
+    if (env[FAILPOINTS_ENV] === undefined) delete env2[FAILPOINTS_ENV];
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, env: env2, encoding: 'utf8' });
+    return { status: r.status, signal: r.signal, out: r.stdout + r.stderr };
+  }
+
+  it('are off by default and then do nothing; an armed point kills the process at once', () => {
     expect(failpointsArmed()).to.equal(false);
-    failpoint('gateway.after_decision_persisted');
-    failpoint('gateway.after_vote_received', 'debit');
+    // Unset, or armed for other points: the process goes on.
+    expect(reach({}, 'gateway.after_decision_persisted')).to.deep.include({ status: 0, out: 'survived\n' });
+    expect(reach({ [FAILPOINTS_ENV]: 'gateway.after_last_ack,gateway.after_vote_received.credit' }, 'gateway.after_vote_received', 'debit'))
+      .to.deep.include({ status: 0, out: 'survived\n' });
+    // Armed: SIGKILL before the next statement, with the event line on stderr.
+    const killed = reach({ [FAILPOINTS_ENV]: 'gateway.after_vote_received.debit' }, 'gateway.after_vote_received', 'debit');
+    expect(killed.signal).to.equal('SIGKILL');
+    expect(killed.out).to.match(/^\{"event":"failpoint","name":"gateway.after_vote_received.debit","pid":\d+\}\n$/);
   });
 
   it('parse a list and refuse unknown names', () => {
@@ -132,7 +153,7 @@ describe('bank in-doubt resolver (termination protocol)', () => {
     answers.set(txId, 'abort');
     const resolver = new InDoubtResolver(ledger, source, { ...limits, inDoubtCheckIntervalMs: 10 }, silentLogger(), () => nowMs);
     resolver.start();
-    for (let i = 0; i < 100 && ledger.txState(txId) === 'prepared'; i++) await new Promise((r) => setTimeout(r, 10));
+    await eventually(async () => ledger.txState(txId) !== 'prepared', 20_000, 'a timed round resolving the leg');
     await resolver.stop();
     expect(ledger.txState(txId)).to.equal('aborted');
   });
