@@ -16,14 +16,14 @@ const CALLER_CODES: ReadonlySet<Code> = new Set(['INVALID_ARGUMENT', 'UNAUTHENTI
 export function bankCallError(err: unknown, bank: string): unknown {
   if (isAbortError(err) || !(err instanceof ClientError)) return err;
   if (err.code === Status.DEADLINE_EXCEEDED) {
-    return new AppError('BANK_TIMEOUT', `bank ${bank} did not answer in time; try again`, { bank });
+    return new AppError('BANK_TIMEOUT', `bank ${bank} did not answer in time; try again`, { metadata: { bank } });
   }
   const reason = reasonOf(err);
   if (reason !== undefined && isReason(reason) && CALLER_CODES.has(codeOf(reason)) && err.code !== Status.UNAVAILABLE) {
-    return new AppError(reason, err.details, { bank });
+    return new AppError(reason, err.details, { metadata: { bank } });
   }
   const what = err.code === Status.UNAVAILABLE ? 'is unavailable' : `failed (${Status[err.code]})`;
-  return new AppError('BANK_UNAVAILABLE', `bank ${bank} ${what}; try again later`, { bank });
+  return new AppError('BANK_UNAVAILABLE', `bank ${bank} ${what}; try again later`, { metadata: { bank } });
 }
 
 /** Runs one bank call and throws the mapped error if it fails. */
