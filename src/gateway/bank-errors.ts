@@ -6,11 +6,13 @@ import { reasonOf } from '../grpc/errors.js';
 
 // Turns a failed bank call (a read or a login, not 2PC) into what the gateway's caller sees.
 // A refusal the bank explains with a reason about the caller's input (bad password, no such
-// account, bad page token) passes through with that reason. Everything else is the system's
-// fault, not the caller's: it becomes UNAVAILABLE or DEADLINE_EXCEEDED with a reason, never UNKNOWN.
+// account, bad page token) passes through with that reason, and so does a bank too busy to check
+// a password now (RESOURCE_EXHAUSTED BANK_BUSY: try again later, the bank is up). Everything else
+// is the system's fault, not the caller's: it becomes UNAVAILABLE or DEADLINE_EXCEEDED with a
+// reason, never UNKNOWN.
 
-/** Status codes whose bank reasons describe the caller's request and so reach the caller as they are. */
-const CALLER_CODES: ReadonlySet<Code> = new Set(['INVALID_ARGUMENT', 'UNAUTHENTICATED', 'NOT_FOUND', 'FAILED_PRECONDITION']);
+/** Status codes whose bank reasons reach the caller as they are. */
+const CALLER_CODES: ReadonlySet<Code> = new Set(['INVALID_ARGUMENT', 'UNAUTHENTICATED', 'NOT_FOUND', 'FAILED_PRECONDITION', 'RESOURCE_EXHAUSTED']);
 
 /** The error to throw for a failed call to `bank`. Cancellations and our own bugs are returned as they are. */
 export function bankCallError(err: unknown, bank: string): unknown {
