@@ -33,11 +33,40 @@ function isRole(value: string): value is PeerRole {
   return (PEER_ROLES as readonly string[]).includes(value);
 }
 
+// Reading the peer certificate (getPeerCertificate builds a fresh object with its fingerprints) costs
+// ~90 us on this machine: too much for every call. A connection's certificate cannot change (HTTP/2
+// forbids TLS renegotiation), so the peer is read once per HTTP/2 session and kept with it. grpc-js
+// exposes no session to interceptors: the first interceptor gets grpc-js's base call, whose
+// `stream.session` it is. If that ever changes the lookup finds nothing and every call reads the
+// certificate again (correct, only slower).
+const peersBySession = new WeakMap<object, Peer>();
+let certificateReads = 0;
+
+type AnyCall = Parameters<ServerInterceptor>[1];
+
+function verifiedPeer(call: AnyCall): Peer {
+  const session = (call as unknown as { stream?: { session?: unknown } }).stream?.session;
+  const key = typeof session === 'object' && session !== null ? session : undefined;
+  const cached = key && peersBySession.get(key);
+  if (cached) return cached;
+  certificateReads++;
+  const subject = call.getAuthContext().sslPeerCertificate?.subject;
+  if (!subject) return {};
+  // A subject with several CNs or OUs gives arrays: such a certificate gets neither.
+  const cn: unknown = subject.CN;
+  const role: unknown = subject.OU;
+  const peer: Peer = {
+    ...(typeof cn === 'string' && cn ? { cn } : {}),
+    ...(typeof role === 'string' && isRole(role) ? { role } : {}),
+  };
+  if (key) peersBySession.set(key, peer);
+  return peer;
+}
+
 /**
- * The interceptor. `needsIdentity(methodPath)` says which calls carry the identity: reading the
- * peer certificate (getPeerCertificate builds a fresh object each time) is skipped for the others
- * (health checks). The headers are removed from every call either way, so they can never hold
- * anything but what TLS verified.
+ * The interceptor; createNodeServer installs it first. `needsIdentity(methodPath)` says which calls
+ * carry the identity (health checks do not). The headers are removed from every call either way,
+ * so they can never hold anything but what TLS verified.
  */
 export function peerIdentityInterceptorFor(needsIdentity: (methodPath: string) => boolean): ServerInterceptor {
   return (method, call) => {
@@ -49,12 +78,9 @@ export function peerIdentityInterceptorFor(needsIdentity: (methodPath: string) =
             metadata.remove(PEER_IDENTITY_HEADER);
             metadata.remove(PEER_ROLE_HEADER);
             if (wanted) {
-              const subject = call.getAuthContext().sslPeerCertificate?.subject;
-              // A subject with several CNs or OUs gives arrays: such a certificate gets neither.
-              const cn: unknown = subject?.CN;
-              const role: unknown = subject?.OU;
-              if (typeof cn === 'string' && cn) metadata.set(PEER_IDENTITY_HEADER, cn);
-              if (typeof role === 'string' && isRole(role)) metadata.set(PEER_ROLE_HEADER, role);
+              const peer = verifiedPeer(call);
+              if (peer.cn) metadata.set(PEER_IDENTITY_HEADER, peer.cn);
+              if (peer.role) metadata.set(PEER_ROLE_HEADER, peer.role);
             }
             nextMetadata(metadata);
           },
@@ -66,3 +92,8 @@ export function peerIdentityInterceptorFor(needsIdentity: (methodPath: string) =
 
 /** Every call carries the identity. */
 export const peerIdentityInterceptor: ServerInterceptor = peerIdentityInterceptorFor(() => true);
+
+/** How often a peer certificate was read in this process (a test checks it is once per connection). */
+export function peerCertificateReads(): number {
+  return certificateReads;
+}

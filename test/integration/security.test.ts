@@ -19,7 +19,7 @@ import { createNodeClient, type NodeClient } from '../../src/grpc/client.js';
 import { reasonOf, retryDelayMsOf, statusOf } from '../../src/grpc/errors.js';
 import { closeLogger, createLogger, silentLogger, type Logger } from '../../src/logging/logger.js';
 import { loadTls } from '../../src/tls/credentials.js';
-import { PEER_IDENTITY_HEADER, PEER_ROLE_HEADER } from '../../src/tls/peer-identity.js';
+import { PEER_IDENTITY_HEADER, PEER_ROLE_HEADER, peerCertificateReads } from '../../src/tls/peer-identity.js';
 import { bearer, eventually, freePort } from '../helpers/cluster.js';
 import { expectFailure } from '../helpers/expect-failure.js';
 import { ROOT } from '../helpers/processes.js';
@@ -142,6 +142,17 @@ describe('security: certificate roles, login throttling, bounded input', functio
         });
       }
     }
+
+    it('reads a connection’s certificate once, not per call', async () => {
+      const gw = client(GatewayServiceDefinition, gateway.port, 'client');
+      await expectFailure(gw.getBalance({}), Status.UNAUTHENTICATED, 'TOKEN_MISSING');
+      const before = peerCertificateReads();
+      for (let i = 0; i < 20; i++) await expectFailure(gw.getBalance({}), Status.UNAUTHENTICATED, 'TOKEN_MISSING');
+      expect(peerCertificateReads()).to.equal(before);
+      // A new connection is read again.
+      await expectFailure(client(GatewayServiceDefinition, gateway.port, 'client').getBalance({}), Status.UNAUTHENTICATED, 'TOKEN_MISSING');
+      expect(peerCertificateReads()).to.equal(before + 1);
+    });
 
     it('ignores identity headers a caller sends itself', async () => {
       const forged = new Metadata({ [PEER_IDENTITY_HEADER]: 'BankA', [PEER_ROLE_HEADER]: 'client' });
