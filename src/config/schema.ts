@@ -106,7 +106,7 @@ export const ConfigSchema = z.strictObject({
     /** Login throttling: failed logins from one caller (certificate name + IP address) within the window before back-off starts. */
     loginPeerFailuresMax: z.number().int().positive().max(100_000).default(20),
     /** Login throttling: failures are forgotten once none happened for this long (after any back-off ended). */
-    loginFailureWindowMs: positiveMs.default(3_600_000),
+    loginFailureWindowMs: positiveMs.default(86_400_000),
     /** Login throttling: the first back-off; it doubles with each further failure. */
     loginBackoffBaseMs: positiveMs.default(1000),
     /** Login throttling: the longest back-off. */
