@@ -1,4 +1,5 @@
 import type { CallContext } from 'nice-grpc-common';
+import { clip } from '../core/clip.js';
 import { AppError } from '../core/errors.js';
 import type { AccountRef, Identity } from '../core/transfer.js';
 import type { Discovery } from '../discovery/discovery.js';
@@ -154,7 +155,7 @@ export function createGatewayService(deps: GatewayServiceDeps): GatewayService {
  * shared by many users (the demo's is), and one address by many machines.
  */
 function callerOf(context: CallContext): string {
-  const cn = peerOf(context.metadata).cn ?? '-';
+  const cn = clip(peerOf(context.metadata).cn ?? '-');
   return `${cn}@${context.peer.replace(/:\d+$/, '')}`;
 }
 
