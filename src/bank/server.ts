@@ -1,5 +1,6 @@
 import type { Config } from '../config/schema.js';
 import { BankServiceDefinition } from '../gen/bank/v1/bank.js';
+import { guardDecode } from '../grpc/malformed.js';
 import { createNodeServer, listenTls } from '../grpc/server.js';
 import type { Logger } from '../logging/logger.js';
 import { peerAllowlistMiddleware } from '../middleware/server/peer-allowlist.js';
@@ -48,12 +49,17 @@ export async function startBankServer(
   }
   const tls = options.tls ?? loadTls(config.tls.dir, name);
   const ledger = Ledger.open(node.dataDir);
-  const server = createNodeServer(logger);
-  // gRPC health, outside the peer allowlist so Consul's checks reach it; NOT_SERVING until listening.
+  const server = createNodeServer(logger, { peerIdentityServices: [BankServiceDefinition.fullName] });
+  // gRPC health, outside the peer allowlist so Consul's checks (any certificate of our CA) reach it;
+  // NOT_SERVING until listening.
   const health = HealthState();
   health.setStatus('unhealthy');
-  server.add(HealthDefinition, HealthServiceImpl(health));
-  server.with(peerAllowlistMiddleware([config.tls.gatewayIdentity])).add(BankServiceDefinition, bankService(ledger, config.bank));
+  server.add(guardDecode(HealthDefinition), HealthServiceImpl(health));
+  // Only the gateway: its role and its name.
+  const gateway = config.tls.gatewayIdentity;
+  server
+    .with(peerAllowlistMiddleware((peer) => peer.role === 'gateway' && peer.cn === gateway))
+    .add(guardDecode(BankServiceDefinition), bankService(ledger, config.bank));
   let port: number;
   try {
     port = await listenTls(server, node.host, node.port, tls);

@@ -1,4 +1,5 @@
 import { assert } from '../core/assert.js';
+import { ConcurrencyLimit } from '../core/concurrency-limit.js';
 import { AppError, type Result } from '../core/errors.js';
 import { failpoint } from '../failpoints/index.js';
 import {
@@ -27,6 +28,9 @@ export interface BankServiceLimits {
   readonly batchItemsMax: number;
   /** 2PC operations performed in one group-commit transaction at most. */
   readonly groupCommitOpsMax: number;
+  /** argon2 password checks running at once, and waiting for a slot; beyond both Authenticate is BANK_BUSY. */
+  readonly passwordChecksMax: number;
+  readonly passwordCheckQueueMax: number;
 }
 
 function voteOf(result: Result<unknown>): { vote: Vote; reason: string; message: string } {
@@ -82,6 +86,8 @@ export function bankService(ledger: Ledger, limits: BankServiceLimits): BankServ
   assert(limits.historyPageSizeDefault <= limits.historyPageSizeMax, 'history page size default exceeds max');
   primeUnknownUserHash();
   const invalidCredentials = () => new AppError('INVALID_CREDENTIALS', 'unknown user or wrong password');
+  // Each check takes a core for ~100 ms: a flood of logins must not queue without bound.
+  const passwordChecks = new ConcurrencyLimit(limits.passwordChecksMax, limits.passwordCheckQueueMax);
   // Every 2PC operation, single or batched, goes through one group commit (one fsync per turn).
   const group = new LedgerGroupCommit(ledger, limits);
   const prepared = (leg: Leg, r: LedgerOpResult): Result<PrepareAction> => {
@@ -108,7 +114,9 @@ export function bankService(ledger: Ledger, limits: BankServiceLimits): BankServ
       if (req.password.length === 0 || req.password.length > PASSWORD_LENGTH_MAX_CHARS) throw invalidCredentials();
       // Read, then verify outside any SQLite transaction (argon2 is async and slow).
       const hash = ledger.passwordHash(username);
-      const valid = await verifyPassword(hash, req.password);
+      const check = passwordChecks.tryRun(() => verifyPassword(hash, req.password));
+      if (!check) throw new AppError('BANK_BUSY', 'the bank is checking too many passwords at once; try again shortly');
+      const valid = await check;
       const account = valid ? ledger.account(username) : undefined;
       if (!account) throw invalidCredentials();
       return { username: account.username, currency: account.currency };

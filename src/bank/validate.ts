@@ -1,3 +1,4 @@
+import { clip } from '../core/clip.js';
 import { AppError } from '../core/errors.js';
 import { isName, isUuid } from '../core/ids.js';
 import { isCurrency } from '../core/money.js';
@@ -7,12 +8,12 @@ import type { Leg, LegKind } from './participant.js';
 // ledger is touched, so nothing changes.
 
 export function requireName(field: string, value: string): string {
-  if (!isName(value)) throw new AppError('INVALID_ARGUMENT', `${field} "${value}" is not a valid name`);
+  if (!isName(value)) throw new AppError('INVALID_ARGUMENT', `${field} "${clip(value)}" is not a valid name`);
   return value;
 }
 
 export function requireTxId(value: string): string {
-  if (!isUuid(value)) throw new AppError('INVALID_ARGUMENT', `transaction_id "${value}" is not a UUID`);
+  if (!isUuid(value)) throw new AppError('INVALID_ARGUMENT', `transaction_id "${clip(value)}" is not a UUID`);
   return value;
 }
 
@@ -22,7 +23,7 @@ export function requireAmount(value: bigint): bigint {
 }
 
 export function requireCurrency(value: string): string {
-  if (!isCurrency(value)) throw new AppError('INVALID_CURRENCY', `unknown currency "${value}"`);
+  if (!isCurrency(value)) throw new AppError('INVALID_CURRENCY', `unknown currency "${clip(value)}"`);
   return value;
 }
 

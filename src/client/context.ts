@@ -61,7 +61,8 @@ export class CliContext {
       } catch (err) {
         throw configFailure((err as Error).message);
       }
-      this.logger = createLogger({ node: 'client', dir: this.config.logging.dir, level: this.config.logging.level, console: false });
+      this.logger = createLogger({ node: 'client', dir: this.config.logging.dir, level: this.config.logging.level, console: false,
+        fieldMaxChars: this.config.logging.fieldMaxChars });
       this.gatewayClient = new GatewayClient({ address: this.address, tls, limits: this.config.client, logger: this.logger });
     }
     return this.gatewayClient;

@@ -25,6 +25,8 @@ export const ConfigSchema = z.strictObject({
     dir: z.string().min(1).default('logs'),
     level: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
     console: z.boolean().default(true),
+    /** Longest string value written to a log line; longer ones are cut, their length noted (last line of defence: callers' values are cut where they are echoed). */
+    fieldMaxChars: z.number().int().min(64).max(1_000_000).default(1024),
   }).prefault({}),
   discovery: z.strictObject({
     /** 'consul' (config.json's choice) or 'static' (addresses from this file; no Consul needed). */
@@ -101,6 +103,20 @@ export const ConfigSchema = z.strictObject({
     bankBatchMaxItems: z.number().int().positive().max(10_000).default(256),
     /** How long a queued 2PC call waits for others to the same bank; 0 = until the end of the event-loop turn. */
     bankBatchWindowMs: z.number().int().min(0).max(100).default(0),
+    /** Largest request message the public server accepts; a larger one is refused (RESOURCE_EXHAUSTED) before any handler runs. */
+    maxReceiveMessageBytes: z.number().int().min(1024).max(4 * 1024 * 1024).default(65_536),
+    /** Login throttling: failed logins of one account (bank + username) within the window before back-off starts. */
+    loginAccountFailuresMax: z.number().int().positive().max(1000).default(5),
+    /** Login throttling: failed logins from one caller (certificate name + IP address) within the window before back-off starts. */
+    loginPeerFailuresMax: z.number().int().positive().max(100_000).default(20),
+    /** Login throttling: failures are forgotten once none happened for this long (after any back-off ended). */
+    loginFailureWindowMs: positiveMs.default(86_400_000),
+    /** Login throttling: the first back-off; it doubles with each further failure. */
+    loginBackoffBaseMs: positiveMs.default(1000),
+    /** Login throttling: the longest back-off. */
+    loginBackoffMaxMs: positiveMs.default(900_000),
+    /** Login throttling: entries kept per table (accounts, callers); the least recently failed is evicted first. */
+    loginThrottleEntriesMax: z.number().int().positive().max(10_000_000).default(100_000),
   }).prefault({}),
   banks: z.record(name, BankNodeSchema).default({}),
   /** Limits shared by every bank node. */
@@ -123,6 +139,10 @@ export const ConfigSchema = z.strictObject({
     batchItemsMax: z.number().int().positive().max(10_000).default(1024),
     /** Group commit: 2PC operations performed in one SQLite transaction (one fsync) at most. */
     groupCommitOpsMax: z.number().int().positive().max(100_000).default(1024),
+    /** argon2 password checks running at once (each takes a CPU core for ~100 ms); more wait in a queue. */
+    passwordChecksMax: z.number().int().positive().max(64).default(2),
+    /** Password checks waiting for a slot; beyond it Authenticate answers RESOURCE_EXHAUSTED BANK_BUSY. */
+    passwordCheckQueueMax: z.number().int().min(0).max(10_000).default(32),
   }).prefault({}),
   client: z.strictObject({
     gatewayAddress: z.string().min(1).default('localhost:50050'),
@@ -158,6 +178,9 @@ export const ConfigSchema = z.strictObject({
 }).refine((c) => c.bank.historyPageSizeDefault <= c.bank.historyPageSizeMax, {
   message: 'bank.historyPageSizeDefault must be <= bank.historyPageSizeMax',
   path: ['bank', 'historyPageSizeDefault'],
+}).refine((c) => c.gateway.loginBackoffBaseMs <= c.gateway.loginBackoffMaxMs, {
+  message: 'gateway.loginBackoffBaseMs must be <= gateway.loginBackoffMaxMs',
+  path: ['gateway', 'loginBackoffBaseMs'],
 }).refine((c) => c.gateway.bankBatchMaxItems <= c.bank.batchItemsMax, {
   message: 'gateway.bankBatchMaxItems must be <= bank.batchItemsMax (a bank refuses larger batches)',
   path: ['gateway', 'bankBatchMaxItems'],

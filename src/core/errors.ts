@@ -16,17 +16,30 @@ export function fail(reason: Reason, message: string): { ok: false } & Failure {
   return { ok: false, reason, message };
 }
 
-// Thrown at the service boundary; the error middleware turns it into a gRPC status with ErrorInfo.
+/** What an AppError may carry besides its reason and message. */
+export interface AppErrorDetails {
+  /** Becomes google.rpc.ErrorInfo metadata. */
+  readonly metadata?: Readonly<Record<string, string>>;
+  /** When the caller may try again, in ms from now; becomes google.rpc.RetryInfo. */
+  readonly retryDelayMs?: number;
+}
+
+// Thrown at the service boundary; the error middleware turns it into a gRPC status with ErrorInfo
+// (and RetryInfo when it carries a retry delay).
 export class AppError extends Error {
   override name = 'AppError';
   readonly code: Code;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly retryDelayMs: number | undefined;
   constructor(
     readonly reason: Reason,
     message: string,
-    readonly metadata: Readonly<Record<string, string>> = {},
+    details: AppErrorDetails = {},
   ) {
     super(message);
     this.code = codeOf(reason);
+    this.metadata = details.metadata ?? {};
+    this.retryDelayMs = details.retryDelayMs;
   }
 
   static from(failure: Failure): AppError {

@@ -1,3 +1,4 @@
+import { clip } from './clip.js';
 import { fail, ok, type Result } from './errors.js';
 
 // Money is integer minor units (bigint). Decimal strings exist only at the CLI edge.
@@ -24,17 +25,17 @@ export function exponentOf(currency: string): number {
 
 /** Parses "12.50" (EUR) into 1250n. Refuses signs, exponents, extra decimals and garbage. */
 export function parseAmount(text: string, currency: string): Result<bigint> {
-  if (!isCurrency(currency)) return fail('INVALID_CURRENCY', `unknown currency "${currency}"`);
+  if (!isCurrency(currency)) return fail('INVALID_CURRENCY', `unknown currency "${clip(currency)}"`);
   const exp = exponentOf(currency);
   const m = /^(\d+)(?:\.(\d+))?$/.exec(text.trim());
-  if (!m) return fail('INVALID_AMOUNT', `"${text}" is not an amount; write it like 12.50`);
+  if (!m) return fail('INVALID_AMOUNT', `"${clip(text)}" is not an amount; write it like 12.50`);
   const whole = m[1] ?? '0';
   const frac = m[2] ?? '';
   if (frac.length > exp) {
-    return fail('INVALID_AMOUNT', `${currency} has ${exp} decimal place${exp === 1 ? '' : 's'}; "${text}" has ${frac.length}`);
+    return fail('INVALID_AMOUNT', `${currency} has ${exp} decimal place${exp === 1 ? '' : 's'}; "${clip(text)}" has ${frac.length}`);
   }
   const minor = BigInt(whole) * 10n ** BigInt(exp) + BigInt(frac.padEnd(exp, '0') || '0');
-  if (minor > INT64_MAX) return fail('AMOUNT_TOO_LARGE', `"${text}" is too large`);
+  if (minor > INT64_MAX) return fail('AMOUNT_TOO_LARGE', `"${clip(text)}" is too large`);
   return ok(minor);
 }
 

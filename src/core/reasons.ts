@@ -21,6 +21,8 @@ export const REASON_CODES = {
   INVALID_CURRENCY: 'INVALID_ARGUMENT',
   INVALID_IDEMPOTENCY_KEY: 'INVALID_ARGUMENT',
   INVALID_PAGE_TOKEN: 'INVALID_ARGUMENT',
+  /** The request bytes are not a valid protobuf message of the method's request type. */
+  MALFORMED_REQUEST: 'INVALID_ARGUMENT',
   SAME_ACCOUNT: 'INVALID_ARGUMENT',
   INVALID_CREDENTIALS: 'UNAUTHENTICATED',
   TOKEN_MISSING: 'UNAUTHENTICATED',
@@ -43,6 +45,10 @@ export const REASON_CODES = {
   PREPARE_TIMEOUT: 'DEADLINE_EXCEEDED',
   SHUTTING_DOWN: 'UNAVAILABLE',
   OVERLOADED: 'RESOURCE_EXHAUSTED',
+  /** Too many failed logins for the account or from the caller: wait for the RetryInfo delay. */
+  LOGIN_THROTTLED: 'RESOURCE_EXHAUSTED',
+  /** A bank's password checks and their queue are full (bank.passwordChecksMax, passwordCheckQueueMax). */
+  BANK_BUSY: 'RESOURCE_EXHAUSTED',
   INTERNAL: 'INTERNAL',
 } as const satisfies Record<string, Code>;
 

@@ -1,3 +1,4 @@
+import { clip } from '../core/clip.js';
 import { AppError } from '../core/errors.js';
 import { isUuid } from '../core/ids.js';
 import { Decision, type CoordinatorServiceImplementation } from '../gen/coordinator/v1/coordinator.js';
@@ -17,7 +18,7 @@ export function createCoordinatorService(transfers: Pick<Transfers, 'decisionOf'
   return {
     async getDecision(req) {
       if (!isUuid(req.transactionId)) {
-        throw new AppError('INVALID_ARGUMENT', `transaction_id must be a UUID, got "${req.transactionId.slice(0, 64)}"`);
+        throw new AppError('INVALID_ARGUMENT', `transaction_id must be a UUID, got "${clip(req.transactionId)}"`);
       }
       return { decision: DECISION[transfers.decisionOf(req.transactionId)] };
     },

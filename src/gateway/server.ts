@@ -8,6 +8,7 @@ import { GatewayServiceDefinition } from '../gen/payments/v1/gateway.js';
 import { CoordinatorServiceDefinition } from '../gen/coordinator/v1/coordinator.js';
 import { peerAllowlistMiddleware } from '../middleware/server/peer-allowlist.js';
 import { createCoordinatorService } from './coordinator-service.js';
+import { guardDecode } from '../grpc/malformed.js';
 import { createNodeServer, listenTls } from '../grpc/server.js';
 import type { Logger } from '../logging/logger.js';
 import { authMiddleware } from '../middleware/server/auth.js';
@@ -15,7 +16,8 @@ import { loadTls, type TlsMaterial } from '../tls/credentials.js';
 import { BankClients } from './bank-clients.js';
 import { openTransferEngine, type OpenTransfers } from './engine-wiring.js';
 import { Revocations } from './revocations.js';
-import { createGatewayService, GATEWAY_PUBLIC_METHODS, GATEWAY_REVOKED_TOKEN_METHODS } from './service.js';
+import { createGatewayService, GATEWAY_PUBLIC_METHODS } from './service.js';
+import { LoginThrottle } from './login-throttle.js';
 import { Tokens } from './tokens.js';
 import type { Transfers } from './transfers.js';
 
@@ -76,17 +78,24 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     const health = HealthState();
     // NOT_SERVING until the server listens, and again while it drains.
     health.setStatus('unhealthy');
-    // Only the CoordinatorService (bank certificates) needs the TLS peer identity; clients use tokens.
-    const server = createNodeServer(logger, { peerIdentityServices: [CoordinatorServiceDefinition.fullName] });
-    // Health stays outside the token check so that Consul's checks reach it.
-    server.add(HealthDefinition, HealthServiceImpl(health));
+    // Every service but health admits one role, so its calls carry the TLS peer identity.
+    const server = createNodeServer(logger, {
+      peerIdentityServices: [GatewayServiceDefinition.fullName, CoordinatorServiceDefinition.fullName],
+      maxReceiveMessageBytes: limits.maxReceiveMessageBytes,
+    });
+    // Health stays outside the role and token checks so that Consul's checks (any certificate of our CA) reach it.
+    server.add(guardDecode(HealthDefinition), HealthServiceImpl(health));
+    // The client API: client certificates only; then the token (Login is public).
+    const loginThrottle = new LoginThrottle(limits, () => Date.now());
     server
-      .with(authMiddleware({ tokens, revocations, publicMethods: GATEWAY_PUBLIC_METHODS, revokedTokenMethods: GATEWAY_REVOKED_TOKEN_METHODS }))
-      .add(GatewayServiceDefinition, createGatewayService({ banks: bankClients, discovery, transfers, tokens, revocations, limits }));
-    // Decision queries of uncertain banks: only a bank's certificate (CN = a bank discovery knows).
+      .with(peerAllowlistMiddleware((peer) => peer.role === 'client'))
+      .with(authMiddleware({ tokens, revocations, publicMethods: GATEWAY_PUBLIC_METHODS }))
+      .add(guardDecode(GatewayServiceDefinition),
+        createGatewayService({ banks: bankClients, discovery, transfers, tokens, revocations, limits, loginThrottle, logger }));
+    // Decision queries of uncertain banks: only a bank's certificate (role bank, CN = a bank discovery knows).
     server
-      .with(peerAllowlistMiddleware((peer) => discovery.bankNames().includes(peer)))
-      .add(CoordinatorServiceDefinition, createCoordinatorService(transfers));
+      .with(peerAllowlistMiddleware((peer) => peer.role === 'bank' && peer.cn !== undefined && discovery.bankNames().includes(peer.cn)))
+      .add(guardDecode(CoordinatorServiceDefinition), createCoordinatorService(transfers));
     const port = await listenTls(server, limits.host, limits.port, tls);
     closers.push((graceMs) => shutdownWithin(server, graceMs));
     health.setStatus('healthy');

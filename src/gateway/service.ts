@@ -1,4 +1,5 @@
 import type { CallContext } from 'nice-grpc-common';
+import { clip } from '../core/clip.js';
 import { AppError } from '../core/errors.js';
 import type { AccountRef, Identity } from '../core/transfer.js';
 import type { Discovery } from '../discovery/discovery.js';
@@ -7,12 +8,15 @@ import {
   type GatewayServiceImplementation,
   type LoginRequest,
 } from '../gen/payments/v1/gateway.js';
+import type { Logger } from '../logging/logger.js';
 import type { AuthContext } from '../middleware/server/auth.js';
+import { peerOf } from '../tls/peer-identity.js';
 import { callBank } from './bank-errors.js';
 import type { BankClient } from './bank-clients.js';
 import { toAccount, toHistoryEntry, toTransfer } from './convert.js';
 import type { Transfers } from './transfers.js';
 import type { IssuedToken } from './tokens.js';
+import type { LoginThrottle } from './login-throttle.js';
 import { pageSizeOf, validateCreateTransfer, validateIdempotencyKey, validateLogin } from './validate.js';
 
 // The client-facing GatewayService. Every method but Login runs behind the auth middleware and acts
@@ -24,17 +28,16 @@ const methodPath = (name: string) => `/${GatewayServiceDefinition.fullName}/${na
 /** Callable without a token. */
 export const GATEWAY_PUBLIC_METHODS: ReadonlySet<string> = new Set([methodPath(GatewayServiceDefinition.methods.login.name)]);
 
-/** Accept a revoked (otherwise valid) token, so that repeating a Logout succeeds. */
-export const GATEWAY_REVOKED_TOKEN_METHODS: ReadonlySet<string> = new Set([
-  methodPath(GatewayServiceDefinition.methods.logout.name),
-]);
-
 export interface GatewayServiceDeps {
   readonly banks: { get(bank: string): BankClient | undefined };
   readonly discovery: Pick<Discovery, 'bank' | 'bankNames'>;
   readonly transfers: Transfers;
   readonly tokens: { issue(account: AccountRef): Promise<IssuedToken> };
   readonly revocations: { revoke(tokenId: string, expiresAtMs: number): void };
+  /** Asked before the bank: refuses logins of accounts and callers with too many failures. */
+  readonly loginThrottle: Pick<LoginThrottle, 'begin'>;
+  /** Audit of failed logins. */
+  readonly logger: Logger;
   readonly limits: {
     /** Decimal string (int64), as in config. */
     readonly maxTransferAmountMinor: string;
@@ -68,15 +71,29 @@ export function createGatewayService(deps: GatewayServiceDeps): GatewayService {
         if (isKnownBank(bank)) throw new AppError('BANK_UNAVAILABLE', `bank ${bank} is unavailable; try again later`);
         throw new AppError('BANK_NOT_FOUND', `no bank named "${bank}"`);
       }
+      const peer = callerOf(context);
+      const admitted = deps.loginThrottle.begin(`${bank}/${username}`, peer);
+      if (!admitted.ok) {
+        const whose = admitted.scope === 'account' ? 'this account' : 'this client';
+        throw new AppError('LOGIN_THROTTLED',
+          `too many failed logins for ${whose}; try again in ${Math.ceil(admitted.retryAfterMs / 1000)} s`,
+          { retryDelayMs: admitted.retryAfterMs });
+      }
+      const { attempt } = admitted;
       try {
         await callBank(bank, () => client.authenticate({ username, password }, { signal: context.signal }));
       } catch (err) {
         // An unknown user and a wrong password look the same from outside: no account probing.
-        if (err instanceof AppError && err.reason === 'ACCOUNT_NOT_FOUND') {
+        if (err instanceof AppError && (err.reason === 'ACCOUNT_NOT_FOUND' || err.reason === 'INVALID_CREDENTIALS')) {
+          const counts = attempt.failed();
+          // The audit line of a failed login (the password is never logged).
+          deps.logger.info('login failed', { bank, username, peer, ...counts });
           throw new AppError('INVALID_CREDENTIALS', 'wrong username or password');
         }
+        attempt.ended();
         throw err;
       }
+      attempt.succeeded();
       const account = { bank, username };
       const balance = await callBank(bank, () => client.getBalance({ username }, { signal: context.signal }));
       const issued = await deps.tokens.issue(account);
@@ -130,6 +147,16 @@ export function createGatewayService(deps: GatewayServiceDeps): GatewayService {
       return { transfer: toTransfer(view) };
     },
   };
+}
+
+/**
+ * Who is logging in, for the per-caller throttle: the certificate's name and the IP address (no
+ * port: a new connection must not be a new caller). Both, because one client certificate may be
+ * shared by many users (the demo's is), and one address by many machines.
+ */
+function callerOf(context: CallContext): string {
+  const cn = clip(peerOf(context.metadata).cn ?? '-');
+  return `${cn}@${context.peer.replace(/:\d+$/, '')}`;
 }
 
 /** Just the account of an identity (no token id travels further). */

@@ -1,3 +1,4 @@
+import { clip } from '../core/clip.js';
 import { fail, ok, type Result } from '../core/errors.js';
 import { isName, isUuid } from '../core/ids.js';
 import { isCurrency } from '../core/money.js';
@@ -61,7 +62,7 @@ export function validateCreateTransfer(
   if (req.amountMinor > rules.maxTransferAmountMinor) {
     return fail('AMOUNT_TOO_LARGE', `amount exceeds the per-transfer maximum of ${rules.maxTransferAmountMinor} minor units`);
   }
-  if (!isCurrency(req.currency)) return fail('INVALID_CURRENCY', `unknown currency "${req.currency}"`);
+  if (!isCurrency(req.currency)) return fail('INVALID_CURRENCY', `unknown currency "${clip(req.currency)}"`);
   if (req.toBank === payer.bank && req.toUsername === payer.username) {
     return fail('SAME_ACCOUNT', 'cannot transfer to the paying account itself');
   }

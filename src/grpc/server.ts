@@ -5,20 +5,35 @@ import { errorMappingMiddleware } from '../middleware/server/errors.js';
 import { serverLoggingMiddleware } from '../middleware/server/logging.js';
 import { peerIdentityInterceptorFor } from '../tls/peer-identity.js';
 import { serverCredentials, type TlsMaterial } from '../tls/credentials.js';
+import { malformedRequestMiddleware } from './malformed.js';
+
+export interface NodeServerOptions {
+  /**
+   * Full names of the services whose calls need the TLS peer identity (those behind
+   * peerAllowlistMiddleware); default every service.
+   */
+  readonly peerIdentityServices?: readonly string[];
+  /** Largest request message accepted (grpc-js answers RESOURCE_EXHAUSTED beyond it); default grpc-js's 4 MiB. */
+  readonly maxReceiveMessageBytes?: number;
+}
 
 // The middleware stack every node's server shares, outermost first:
-// error details on the wire <- one log line per call <- domain errors mapped to statuses.
-// `peerIdentityServices`: full names of the services whose calls need the TLS peer identity
-// (those behind peerAllowlistMiddleware); default every service.
-export function createNodeServer(logger: Logger, options: { readonly peerIdentityServices?: readonly string[] } = {}) {
+// error details on the wire <- one log line per call <- domain errors mapped to statuses
+// <- undecodable requests refused. Add services with guardDecode(definition) (src/grpc/malformed.ts)
+// so undecodable bytes reach that last middleware instead of grpc-js's INTERNAL.
+export function createNodeServer(logger: Logger, options: NodeServerOptions = {}) {
   const services = options.peerIdentityServices;
   const needsIdentity = services === undefined
     ? () => true
     : (path: string) => services.some((s) => path.startsWith(`/${s}/`));
-  return createServer({ interceptors: [peerIdentityInterceptorFor(needsIdentity)] })
+  return createServer({
+    interceptors: [peerIdentityInterceptorFor(needsIdentity)],
+    ...(options.maxReceiveMessageBytes === undefined ? {} : { 'grpc.max_receive_message_length': options.maxReceiveMessageBytes }),
+  })
     .use(errorDetailsServerMiddleware)
     .use(serverLoggingMiddleware(logger))
-    .use(errorMappingMiddleware(logger));
+    .use(errorMappingMiddleware(logger))
+    .use(malformedRequestMiddleware);
 }
 
 /** Listens with mutual TLS; returns the bound port (useful with port 0). */

@@ -1,9 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import winston from 'winston';
+import { clip } from '../core/clip.js';
 
 // One logger per node: console (human) plus a JSON-lines file (logs/<node>.log).
-// Secrets never reach a transport: the redact format drops them whatever the caller passed.
+// Secrets never reach a transport: the redact format drops them whatever the caller passed. No
+// line grows with a caller's input either: every string value is cut to fieldMaxChars (its
+// original length noted); values from callers are already cut where they are echoed.
 
 export type Logger = winston.Logger;
 
@@ -12,19 +15,22 @@ export interface LoggerOptions {
   dir: string;
   level: 'error' | 'warn' | 'info' | 'debug';
   console: boolean;
+  /** Longest string value in a line (config logging.fieldMaxChars). */
+  fieldMaxChars: number;
 }
 
 const SECRET_KEYS = new Set(['password', 'token', 'accesstoken', 'access_token', 'authorization', 'secret', 'privatekey']);
 
-function redactValue(value: unknown, depth: number): unknown {
+function redactValue(value: unknown, depth: number, maxChars: number): unknown {
+  if (typeof value === 'string') return clip(value, maxChars);
   if (depth > 4 || value === null || typeof value !== 'object') {
     return typeof value === 'bigint' ? value.toString() : value;
   }
-  if (Array.isArray(value)) return value.map((v) => redactValue(v, depth + 1));
-  if (value instanceof Error) return { name: value.name, message: value.message };
+  if (Array.isArray(value)) return value.map((v) => redactValue(v, depth + 1, maxChars));
+  if (value instanceof Error) return { name: value.name, message: clip(value.message, maxChars) };
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) {
-    out[k] = SECRET_KEYS.has(k.toLowerCase()) ? '[redacted]' : redactValue(v, depth + 1);
+    out[k] = SECRET_KEYS.has(k.toLowerCase()) ? '[redacted]' : redactValue(v, depth + 1, maxChars);
   }
   return out;
 }
@@ -41,13 +47,15 @@ const dropFileOnlyFlag = winston.format((info) => {
   return info;
 });
 
-const redact = winston.format((info) => {
-  for (const key of Object.keys(info)) {
-    if (SECRET_KEYS.has(key.toLowerCase())) info[key] = '[redacted]';
-    else info[key] = redactValue(info[key], 0);
-  }
-  return info;
-});
+function redact(maxChars: number): winston.Logform.Format {
+  return winston.format((info) => {
+    for (const key of Object.keys(info)) {
+      if (SECRET_KEYS.has(key.toLowerCase())) info[key] = '[redacted]';
+      else info[key] = redactValue(info[key], 0, maxChars);
+    }
+    return info;
+  })();
+}
 
 export function createLogger(options: LoggerOptions): Logger {
   fs.mkdirSync(options.dir, { recursive: true });
@@ -75,7 +83,7 @@ export function createLogger(options: LoggerOptions): Logger {
   return winston.createLogger({
     level: options.level,
     defaultMeta: { node: options.node },
-    format: redact(),
+    format: redact(options.fieldMaxChars),
     transports,
   });
 }

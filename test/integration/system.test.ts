@@ -182,8 +182,7 @@ describe('system: gateway + two banks over mTLS', function () {
       intruder.prepareDebit({ transactionId: randomUUID(), username: 'alice', amountMinor: 1n, currency: 'EUR', counterpartyBank: 'BankB', counterpartyUsername: 'bob' }),
       Status.PERMISSION_DENIED,
     );
-    // And the gateway refuses a bank's certificate presented as a client? It accepts any client of the CA,
-    // but without a token nothing but Login works.
+    // The gateway's client API admits client certificates only: test/integration/security.test.ts.
   });
 
   it('aborts when a bank is down before prepare: no money moves, the other hold is released', async () => {

@@ -333,6 +333,15 @@ describe('client CLI (bin/client against an in-test gateway)', function () {
     expect(revoked.code).to.equal(3);
     expect(revoked.stderr).to.match(/log in again \(TOKEN_REVOKED\)/);
     expect(fs.existsSync(sessionPath())).to.equal(false);
+
+    // Logout of a session the gateway already revoked (it answers TOKEN_REVOKED): done, session deleted.
+    await login();
+    fake.revokeAll();
+    const out = await cli(['logout']);
+    expect(out.code, out.stderr).to.equal(0);
+    expect(out.stdout).to.match(/logged out BankA\/alice/);
+    expect(fake.callsOf('Logout').length).to.be.greaterThan(0);
+    expect(fs.existsSync(sessionPath())).to.equal(false);
   });
 
   it('documents the exit codes in --help', async () => {

@@ -39,6 +39,16 @@ describe('config', () => {
     expect(() => loadConfig({ path: path.join(dir, 'missing.json'), env: {} })).to.throw(ConfigError, /no such file/);
   });
 
+  it('bounds the login throttle and the message size, and refuses a back-off base above its max', () => {
+    const c = loadConfig({ path: write({}), env: {} });
+    expect(c.gateway).to.include({ maxReceiveMessageBytes: 65_536, loginAccountFailuresMax: 5, loginBackoffMaxMs: 900_000 });
+    expect(c.bank).to.include({ passwordChecksMax: 2, passwordCheckQueueMax: 32 });
+    expect(() => loadConfig({ path: write({ gateway: { loginBackoffBaseMs: 10_000, loginBackoffMaxMs: 1000 } }), env: {} }))
+      .to.throw(ConfigError, /gateway\.loginBackoffBaseMs/);
+    expect(() => loadConfig({ path: write({ gateway: { maxReceiveMessageBytes: 64 * 1024 * 1024 } }), env: {} }))
+      .to.throw(ConfigError, /gateway\.maxReceiveMessageBytes/);
+  });
+
   it('a node started with a bad config exits non-zero naming the field', () => {
     const file = write({ gateway: { port: 70000 } });
     const r = spawnSync(path.resolve('bin/gateway'), ['--config', file], { encoding: 'utf8', timeout: 30_000 });

@@ -141,7 +141,7 @@ describe('group commit', () => {
     });
 
     it('answers PrepareBatch / CommitBatch / AbortBatch item by item; a malformed leg is a NO alone', async () => {
-      const service = bankService(ledger, { historyPageSizeDefault: 20, historyPageSizeMax: 100, batchItemsMax: 8, groupCommitOpsMax: 64 });
+      const service = bankService(ledger, { historyPageSizeDefault: 20, historyPageSizeMax: 100, batchItemsMax: 8, groupCommitOpsMax: 64, passwordChecksMax: 1, passwordCheckQueueMax: 0 });
       const ctx = {} as never;
       const [t1, t2, t3] = [newId(), newId(), newId()];
       const item = (transactionId: string, kind: LegKind, username: string, amountMinor: bigint) => ({

@@ -33,7 +33,8 @@ export async function endSession(ctx: CliContext): Promise<{ message: string; ac
     if (err.isTransport) {
       throw err.withMessage(`${err.message}; the session is kept: run \`bin/client logout\` again to revoke it`);
     }
-    // UNAUTHENTICATED: the token had already ended at the gateway; deleting it locally completes logout.
+    // UNAUTHENTICATED (TOKEN_REVOKED, TOKEN_EXPIRED ...): the token had already ended at the gateway;
+    // deleting it locally completes logout.
     if (err.code !== 'UNAUTHENTICATED') throw err;
   }
   ctx.sessions.clear();

@@ -23,8 +23,6 @@ export interface AuthOptions {
   readonly revocations: RevocationList;
   /** Method paths ("/pkg.Service/Method") callable without a token. */
   readonly publicMethods: ReadonlySet<string>;
-  /** Method paths that accept a revoked but otherwise valid token (Logout: repeating it succeeds). */
-  readonly revokedTokenMethods?: ReadonlySet<string>;
 }
 
 const BEARER_RE = /^Bearer +(\S+)$/i;
@@ -34,14 +32,13 @@ export async function authenticate(
   authorization: string | undefined,
   tokens: TokenVerifier,
   revocations: RevocationList,
-  allowRevoked = false,
 ): Promise<Result<Identity>> {
   if (!authorization) return fail('TOKEN_MISSING', 'this call needs `authorization: Bearer <token>`; log in first');
   const token = BEARER_RE.exec(authorization.trim())?.[1];
   if (!token) return fail('TOKEN_INVALID', 'the authorization header must be `Bearer <token>`');
   const verified = await tokens.verify(token);
   if (!verified.ok) return verified;
-  if (!allowRevoked && revocations.isRevoked(verified.value.tokenId)) {
+  if (revocations.isRevoked(verified.value.tokenId)) {
     return fail('TOKEN_REVOKED', 'the access token was revoked (logged out); log in again');
   }
   return verified;
@@ -60,7 +57,6 @@ export function authMiddleware(options: AuthOptions): ServerMiddleware<{ auth: I
       typeof header === 'string' ? header : undefined,
       options.tokens,
       options.revocations,
-      options.revokedTokenMethods?.has(call.method.path) ?? false,
     );
     if (!result.ok) throw AppError.from(result);
     return yield* call.next(call.request, { ...context, auth: result.value });

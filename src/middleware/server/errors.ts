@@ -1,7 +1,7 @@
 import { Status } from 'nice-grpc';
 import { ServerError, type CallContext, type ServerMiddlewareCall } from 'nice-grpc-common';
 import { isAbortError } from 'abort-controller-x';
-import { ErrorInfo, RichServerError } from 'nice-grpc-error-details';
+import { ErrorInfo, RetryInfo, RichServerError } from 'nice-grpc-error-details';
 import { AppError, ERROR_DOMAIN } from '../../core/errors.js';
 import type { Code } from '../../core/reasons.js';
 import type { Logger } from '../../logging/logger.js';
@@ -24,10 +24,13 @@ export const STATUS_OF: Readonly<Record<Code, Status>> = {
   INTERNAL: Status.INTERNAL,
 };
 
+/** The status, one ErrorInfo with the reason and, if the error says when to try again, a RetryInfo. */
 export function toServerError(err: AppError): RichServerError {
-  return new RichServerError(STATUS_OF[err.code], err.message, [
-    ErrorInfo.fromPartial({ reason: err.reason, domain: ERROR_DOMAIN, metadata: { ...err.metadata } }),
-  ]);
+  const info = ErrorInfo.fromPartial({ reason: err.reason, domain: ERROR_DOMAIN, metadata: { ...err.metadata } });
+  if (err.retryDelayMs === undefined) return new RichServerError(STATUS_OF[err.code], err.message, [info]);
+  const ms = Math.max(0, Math.ceil(err.retryDelayMs));
+  const retry = RetryInfo.fromPartial({ retryDelay: { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1_000_000 } });
+  return new RichServerError(STATUS_OF[err.code], err.message, [info, retry]);
 }
 
 export function errorMappingMiddleware(logger: Logger) {

@@ -1,20 +1,19 @@
 import type { CallContext, ServerMiddlewareCall } from 'nice-grpc-common';
+import { clip } from '../../core/clip.js';
 import { AppError } from '../../core/errors.js';
-import { PEER_IDENTITY_HEADER } from '../../tls/peer-identity.js';
+import { peerOf, type Peer } from '../../tls/peer-identity.js';
 
-// Admits only callers whose TLS client certificate names an allowed identity. The header is set
-// by peerIdentityInterceptor from the verified certificate (a caller cannot forge it).
-// Requires the interceptor to be installed on the server: createNodeServer does that.
+// Admits only callers whose TLS client certificate has an allowed role and name. The headers are
+// set by peerIdentityInterceptor from the verified certificate (a caller cannot forge them).
+// Requires the interceptor to be installed on the server for these calls: createNodeServer does that.
 
-// `allowed` is a fixed list, or a predicate asked on every call (a list that can change, such as
-// the bank names discovery knows).
-export function peerAllowlistMiddleware(allowed: readonly string[] | ((peer: string) => boolean)) {
-  const set = typeof allowed === 'function' ? undefined : new Set(allowed);
-  const isAllowed = typeof allowed === 'function' ? allowed : (peer: string) => set!.has(peer);
+/** `allowed` is asked on every call (so a list that can change, such as the banks discovery knows, works). */
+export function peerAllowlistMiddleware(allowed: (peer: Peer) => boolean) {
   return async function* peerAllowlist<Req, Res>(call: ServerMiddlewareCall<Req, Res>, context: CallContext) {
-    const peer = context.metadata.get(PEER_IDENTITY_HEADER);
-    if (typeof peer !== 'string' || !isAllowed(peer)) {
-      throw new AppError('PEER_NOT_ALLOWED', `certificate "${String(peer ?? 'none')}" may not call ${call.method.path}`);
+    const peer = peerOf(context.metadata);
+    if (!allowed(peer)) {
+      const who = `certificate "${clip(peer.cn ?? 'none')}" (${peer.role ? `role ${peer.role}` : 'no role'})`;
+      throw new AppError('PEER_NOT_ALLOWED', `${who} may not call ${call.method.path}`);
     }
     return yield* call.next(call.request, context);
   };
