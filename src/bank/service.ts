@@ -1,4 +1,5 @@
 import { assert } from '../core/assert.js';
+import type { Clock } from '../core/clock.js';
 import { AppError, type Result } from '../core/errors.js';
 import { failpoint } from '../failpoints/index.js';
 import {
@@ -78,12 +79,12 @@ function legKindOf(kind: LegKind): Leg['kind'] | undefined {
   return undefined;
 }
 
-export function bankService(ledger: Ledger, limits: BankServiceLimits): BankServiceImplementation {
+export function bankService(ledger: Ledger, limits: BankServiceLimits, clock: Clock): BankServiceImplementation {
   assert(limits.historyPageSizeDefault <= limits.historyPageSizeMax, 'history page size default exceeds max');
   primeUnknownUserHash();
   const invalidCredentials = () => new AppError('INVALID_CREDENTIALS', 'unknown user or wrong password');
   // Every 2PC operation, single or batched, goes through one group commit (one fsync per turn).
-  const group = new LedgerGroupCommit(ledger, limits);
+  const group = new LedgerGroupCommit(ledger, limits, clock);
   const prepared = (leg: Leg, r: LedgerOpResult): Result<PrepareAction> => {
     assert(typeof r === 'object', `prepare of ${leg.txId} answered ${String(r)}`);
     // The leg (a debit's hold) is durable and the YES vote not yet sent.
