@@ -79,7 +79,7 @@ const BASE_CONFIG = ConfigSchema.parse({
     commitRetryIntervalMs: 100, commitRetryMaxIntervalMs: 2000,
   },
   bank: {
-    inDoubtQueryAfterMs: 3000, inDoubtCheckIntervalMs: 1000, inDoubtQueryTimeoutMs: 1000, inDoubtRetryMaxIntervalMs: 4000,
+    inDoubtQueryAfterMs: 4000, inDoubtCheckIntervalMs: 2000, inDoubtQueryTimeoutMs: 1000, inDoubtRetryMaxIntervalMs: 4000,
   },
 });
 
@@ -159,9 +159,9 @@ class World implements Observer {
     this.dir = freshDir(root, `seed-${seed}`);
     const r = this.random;
     const profile: NetworkProfile = {
-      lossP: r() * 0.15,
-      duplicateP: r() * 0.12,
-      delayP: r() * 0.1,
+      lossP: 0.05 + r() * 0.3,
+      duplicateP: 0.02 + r() * 0.28,
+      delayP: 0.02 + r() * 0.28,
       spikeMs: between(r, 500, 4000),
       baseDelayMs: between(r, 1, 5),
       jitterMs: between(r, 0, 30),
@@ -264,7 +264,7 @@ class World implements Observer {
 
   private planFaults(): void {
     const r = this.random;
-    const crashCount = between(r, 3, 9);
+    const crashCount = between(r, 4, 9);
     for (let i = 0; i < crashCount; i++) {
       const atMs = Math.floor(r() * this.faultMs);
       this.time.at(atMs, undefined, 'crash?', () => {
@@ -276,7 +276,7 @@ class World implements Observer {
         this.time.at(between(this.random, 0, 1500), undefined, `restart? ${node.name}`, () => void this.restart(node));
       });
     }
-    const partitions = between(r, 0, 4);
+    const partitions = between(r, 1, 6);
     for (let i = 0; i < partitions; i++) {
       const a = pick(r, [...this.banks.keys(), ...this.clients.map((c) => c.name)]);
       const atMs = Math.floor(r() * this.faultMs);
@@ -293,7 +293,7 @@ class World implements Observer {
   private planClients(): void {
     const r = this.random;
     const bankNames = [...this.banks.keys()];
-    const count = between(r, 2, 4);
+    const count = between(r, 3, 6);
     for (let i = 0; i < count; i++) {
       const client: Client = {
         name: `client${i}`,
@@ -308,7 +308,7 @@ class World implements Observer {
     }
     for (const client of this.clients) {
       this.clientsRunning++;
-      const requests = between(r, 3, 7);
+      const requests = between(r, 4, 9);
       const start = between(r, 0, 500);
       this.time.at(start, client, `${client.name} starts`, () => {
         this.clientLoop(client, requests).then(
@@ -339,7 +339,7 @@ class World implements Observer {
   private async clientLoop(client: Client, requests: number): Promise<void> {
     const r = client.random;
     for (let i = 0; i < requests && !this.violation; i++) {
-      await sleep(client.clock, between(r, 0, 1500));
+      await sleep(client.clock, between(r, 0, 400));
       const { to, amountMinor } = this.recipient(client);
       const record: KeyRecord = {
         owner: client.account,
@@ -354,7 +354,7 @@ class World implements Observer {
       const copies = r() < 0.15 ? 2 : 1;
       await Promise.all(Array.from({ length: copies }, () => this.untilFinal(client, record, amountMinor)));
       if (r() < 0.3) {
-        await sleep(client.clock, between(r, 0, 3000));
+        await sleep(client.clock, between(r, 0, 1000));
         await this.untilFinal(client, record, amountMinor);
       }
       if (r() < 0.1) await this.untilFinal(client, record, amountMinor + 1n);
