@@ -1,4 +1,5 @@
 import { assert } from '../core/assert.js';
+import type { Clock, Timer } from '../core/clock.js';
 import type { Ledger, LedgerOp, LedgerOpResult } from './ledger.js';
 
 // Group commit for the bank's 2PC operations. Prepares, commits and aborts that arrive in the same
@@ -22,11 +23,12 @@ interface Pending {
 
 export class LedgerGroupCommit {
   private queue: Pending[] = [];
-  private scheduled: NodeJS.Immediate | undefined;
+  private scheduled: Timer | undefined;
 
   constructor(
     private readonly ledger: Ledger,
     private readonly limits: GroupCommitLimits,
+    private readonly clock: Clock,
   ) {
     assert(limits.groupCommitOpsMax > 0, 'group commit: groupCommitOpsMax must be positive');
   }
@@ -36,7 +38,7 @@ export class LedgerGroupCommit {
     return new Promise((resolve, reject) => {
       this.queue.push({ op, resolve, reject });
       if (this.queue.length >= this.limits.groupCommitOpsMax) this.flush();
-      else this.scheduled ??= setImmediate(() => this.flush());
+      else this.scheduled ??= this.clock.setTimer(0, () => this.flush());
     });
   }
 
@@ -47,7 +49,7 @@ export class LedgerGroupCommit {
 
   /** Performs what is queued now (also before the ledger closes). */
   flush(): void {
-    if (this.scheduled !== undefined) clearImmediate(this.scheduled);
+    this.scheduled?.cancel();
     this.scheduled = undefined;
     const pending = this.queue;
     this.queue = [];

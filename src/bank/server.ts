@@ -1,4 +1,6 @@
 import type { Config } from '../config/schema.js';
+import { systemClock } from '../core/clock.js';
+import { systemRandom } from '../core/random.js';
 import { BankServiceDefinition } from '../gen/bank/v1/bank.js';
 import { guardDecode } from '../grpc/malformed.js';
 import { createNodeServer, listenTls } from '../grpc/server.js';
@@ -59,7 +61,7 @@ export async function startBankServer(
   const gateway = config.tls.gatewayIdentity;
   server
     .with(peerAllowlistMiddleware((peer) => peer.role === 'gateway' && peer.cn === gateway))
-    .add(guardDecode(BankServiceDefinition), bankService(ledger, config.bank));
+    .add(guardDecode(BankServiceDefinition), bankService(ledger, config.bank, systemClock));
   let port: number;
   try {
     port = await listenTls(server, node.host, node.port, tls);
@@ -70,7 +72,7 @@ export async function startBankServer(
   // Legs prepared for too long: ask the gateway (with this bank's certificate) for the outcome.
   const decisions = new GatewayDecisionSource(options.discovery ?? new StaticDiscovery(config), tls, logger,
     config.bank.inDoubtQueryTimeoutMs);
-  const inDoubt = new InDoubtResolver(ledger, decisions, config.bank, logger);
+  const inDoubt = new InDoubtResolver(ledger, decisions, config.bank, logger, systemClock, systemRandom());
   inDoubt.start();
   health.setStatus('healthy');
   const registrar = options.registrar ?? NO_REGISTRATION;

@@ -1,5 +1,6 @@
 import { assert } from '../core/assert.js';
 import { ConcurrencyLimit } from '../core/concurrency-limit.js';
+import type { Clock } from '../core/clock.js';
 import { AppError, type Result } from '../core/errors.js';
 import { failpoint } from '../failpoints/index.js';
 import {
@@ -82,14 +83,14 @@ function legKindOf(kind: LegKind): Leg['kind'] | undefined {
   return undefined;
 }
 
-export function bankService(ledger: Ledger, limits: BankServiceLimits): BankServiceImplementation {
+export function bankService(ledger: Ledger, limits: BankServiceLimits, clock: Clock): BankServiceImplementation {
   assert(limits.historyPageSizeDefault <= limits.historyPageSizeMax, 'history page size default exceeds max');
   primeUnknownUserHash();
   const invalidCredentials = () => new AppError('INVALID_CREDENTIALS', 'unknown user or wrong password');
   // Each check takes a core for ~100 ms: a flood of logins must not queue without bound.
   const passwordChecks = new ConcurrencyLimit(limits.passwordChecksMax, limits.passwordCheckQueueMax);
   // Every 2PC operation, single or batched, goes through one group commit (one fsync per turn).
-  const group = new LedgerGroupCommit(ledger, limits);
+  const group = new LedgerGroupCommit(ledger, limits, clock);
   const prepared = (leg: Leg, r: LedgerOpResult): Result<PrepareAction> => {
     assert(typeof r === 'object', `prepare of ${leg.txId} answered ${String(r)}`);
     // The leg (a debit's hold) is durable and the YES vote not yet sent.

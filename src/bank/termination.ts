@@ -1,4 +1,6 @@
-import { delay, isAbortError } from 'abort-controller-x';
+import { isAbortError } from 'abort-controller-x';
+import { backoffMs, sleep, type Clock } from '../core/clock.js';
+import type { Random } from '../core/random.js';
 import type { Discovery } from '../discovery/discovery.js';
 import { CoordinatorServiceDefinition, Decision } from '../gen/coordinator/v1/coordinator.js';
 import { createNodeClient, type NodeClient } from '../grpc/client.js';
@@ -13,8 +15,8 @@ import type { Ledger } from './ledger.js';
 // (oldest first, at most inDoubtQueryBatchMax), asks the gateway's CoordinatorService for each
 // one's decision and applies it: commit, or abort (also for a transaction the gateway has no record
 // of: presumed abort). It never releases a yes-voted hold on its own: without an answer the leg
-// stays prepared, and while the gateway cannot be reached the pause between rounds doubles up to
-// inDoubtRetryMaxIntervalMs.
+// stays prepared, and while the gateway cannot be reached the pause between rounds doubles (with
+// jitter) up to inDoubtRetryMaxIntervalMs.
 
 export type CoordinatorDecision = 'commit' | 'abort' | 'pending';
 
@@ -54,7 +56,8 @@ export class InDoubtResolver {
     private readonly source: DecisionSource,
     private readonly limits: InDoubtLimits,
     private readonly logger: Logger,
-    private readonly now: () => number = Date.now,
+    private readonly clock: Clock,
+    private readonly random: Random,
   ) {}
 
   /** Starts the periodic rounds (the first one after one check interval). */
@@ -75,17 +78,20 @@ export class InDoubtResolver {
 
   private async run(): Promise<void> {
     const { inDoubtCheckIntervalMs, inDoubtRetryMaxIntervalMs } = this.limits;
-    let pauseMs = inDoubtCheckIntervalMs;
+    let unansweredRounds = 0;
     for (;;) {
-      await delay(this.abort.signal, pauseMs);
+      const pauseMs = unansweredRounds === 0
+        ? inDoubtCheckIntervalMs
+        : backoffMs(unansweredRounds + 1, inDoubtCheckIntervalMs, inDoubtRetryMaxIntervalMs, this.random);
+      await sleep(this.clock, pauseMs, this.abort.signal);
       const r = await this.round();
-      pauseMs = r.unanswered ? Math.min(pauseMs * 2, inDoubtRetryMaxIntervalMs) : inDoubtCheckIntervalMs;
+      unansweredRounds = r.unanswered ? unansweredRounds + 1 : 0;
     }
   }
 
   /** One round: ask about the oldest in-doubt legs and apply the answers. */
   async round(): Promise<RoundResult> {
-    const ids = this.ledger.preparedBefore(this.now() - this.limits.inDoubtQueryAfterMs, this.limits.inDoubtQueryBatchMax);
+    const ids = this.ledger.preparedBefore(this.clock.nowMs() - this.limits.inDoubtQueryAfterMs, this.limits.inDoubtQueryBatchMax);
     const counts = { asked: 0, committed: 0, aborted: 0, pending: 0 };
     for (const txId of ids) {
       let decision: CoordinatorDecision;

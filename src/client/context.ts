@@ -1,3 +1,4 @@
+import { systemClock } from '../core/clock.js';
 import type { Config } from '../config/schema.js';
 import { toJson } from '../core/json.js';
 import { closeLogger, createLogger, type Logger } from '../logging/logger.js';
@@ -148,6 +149,7 @@ export class CliContext {
       },
       dropSession: () => this.sessions.clear(),
       limits: this.config.client,
+      clock: systemClock,
       ...(onEvent ? { onEvent } : {}),
       ...(Number.isInteger(delay) && delay > 0 ? { testDelayAfterSendMs: delay } : {}),
     });

@@ -1,4 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+import { sleep, type Clock } from '../core/clock.js';
 import type { AccountRef } from '../core/transfer.js';
 import { ClientFailure, CLIENT_REASONS } from './failure.js';
 import type { GatewayClient } from './gateway-client.js';
@@ -46,7 +46,8 @@ export interface OutboxWorkerDeps {
   readonly dropSession: () => void;
   readonly limits: OutboxWorkerLimits;
   readonly onEvent?: (event: OutboxEvent) => void;
-  readonly nowMs?: () => number;
+  /** Time of entries and the pause between passes. */
+  readonly clock: Clock;
   /**
    * Test only (PAYMENTS_CLIENT_TEST_OUTBOX_DELAY_MS): pause between a send's answer and recording
    * it, so a test can kill the client while the answer is known only to the gateway.
@@ -110,7 +111,7 @@ export class OutboxWorker {
 
   constructor(deps: OutboxWorkerDeps) {
     this.deps = deps;
-    this.now = deps.nowMs ?? Date.now;
+    this.now = () => deps.clock.nowMs();
   }
 
   /**
@@ -137,7 +138,7 @@ export class OutboxWorker {
       if (options.signal?.aborted || this.now() >= deadlineMs) return { last, stopped: true };
       const pause = Math.min(this.deps.limits.outboxRetryIntervalMs, Math.max(0, deadlineMs - this.now()));
       try {
-        await sleep(pause, undefined, { signal: options.signal });
+        await sleep(this.deps.clock, pause, options.signal);
       } catch {
         return { last, stopped: true };
       }
@@ -245,7 +246,7 @@ export class OutboxWorker {
       if (!(err instanceof ClientFailure)) throw err;
       answer = err;
     }
-    if (this.deps.testDelayAfterSendMs) await sleep(this.deps.testDelayAfterSendMs);
+    if (this.deps.testDelayAfterSendMs) await sleep(this.deps.clock, this.deps.testDelayAfterSendMs);
     if (!(answer instanceof ClientFailure)) return this.settle(entry, answer);
     switch (classifyFailure(answer)) {
       case 'login':

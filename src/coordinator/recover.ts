@@ -1,5 +1,6 @@
 import { AssertionError, assert, unreachable } from '../core/assert.js';
 import type { Failure } from '../core/errors.js';
+import { testBugs } from '../core/test-bugs.js';
 import { banksOf, type DurableTx, type Effect, type LogRecord, type Phase } from './types.js';
 
 // Recovery after a restart, pure like `step`: from the durable rows to the phases to resume and
@@ -22,6 +23,7 @@ export function recover(rows: readonly DurableTx[]): Recovered {
   const effects = new Map<string, readonly Effect[]>();
   for (const row of rows) {
     assert(!phases.has(row.tx.id), `recovery: transaction ${row.tx.id} appears twice`);
+    if (testBugs.recoverySkipsPresumedAbort && row.state === 'preparing') continue;
     const r = recoverOne(row);
     phases.set(row.tx.id, r.phase);
     effects.set(row.tx.id, r.effects);

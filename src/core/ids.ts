@@ -1,4 +1,5 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
+import { randomUint32, type Random } from './random.js';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
 
@@ -22,8 +23,10 @@ export function newId(): string {
  * rows keyed by them (2PC transactions and legs at the banks) are appended to the end of their
  * B-tree instead of landing on a random page: inserts stay cheap however big the tables grow.
  */
-export function newTimeOrderedId(nowMs: number = Date.now()): string {
-  const bytes = randomBytes(16);
+export function newTimeOrderedId(nowMs: number, random: Random): string {
+  const bytes = Buffer.alloc(16);
+  // Bytes 4..15 random; 0..5 are then overwritten by the time.
+  for (const at of [4, 8, 12]) bytes.writeUInt32BE(randomUint32(random), at);
   let ms = Math.max(0, Math.floor(nowMs));
   for (let i = 5; i >= 0; i--) {
     bytes[i] = ms % 256;

@@ -1,3 +1,5 @@
+import { backoffMs, sleep, type Clock } from '../core/clock.js';
+import type { Random } from '../core/random.js';
 import type { Logger } from '../logging/logger.js';
 import {
   consulAddress,
@@ -27,6 +29,9 @@ export interface ConsulDiscoveryOptions {
   readonly configuredBanks?: readonly string[];
   readonly watchBanks: boolean;
   readonly watchGateway: boolean;
+  /** The pause (with jitter) between a watch's retries while the agent is unreachable. */
+  readonly clock: Clock;
+  readonly random: Random;
 }
 
 export class ConsulDiscovery implements Discovery {
@@ -35,7 +40,8 @@ export class ConsulDiscovery implements Discovery {
   private gatewayEndpoint: Endpoint | undefined;
   private readonly listeners = new Set<() => void>();
   private readonly pending = new Set<RequestContext>();
-  private readonly sleeps = new Set<() => void>();
+  /** Aborted by close(): wakes the watches' retry pauses. */
+  private readonly closing = new AbortController();
   private readonly loops: Promise<void>[] = [];
   private readonly answered = new Set<string>();
   private readonly readyWaiters = new Set<() => void>();
@@ -96,7 +102,7 @@ export class ConsulDiscovery implements Discovery {
     if (this.closed) return;
     this.closed = true;
     for (const ctx of this.pending) ctx.cancel();
-    for (const wake of this.sleeps) wake();
+    this.closing.abort();
     await Promise.allSettled(this.loops);
   }
 
@@ -138,8 +144,9 @@ export class ConsulDiscovery implements Discovery {
         outage = true;
         // After an outage the agent may have restarted with a lower index: ask afresh.
         index = undefined;
-        const delay = Math.min(settings.watchRetryMaxDelayMs, settings.watchRetryBaseDelayMs * 2 ** Math.min(failures - 1, 10));
-        await this.sleep(delay);
+        const pauseMs = backoffMs(failures, settings.watchRetryBaseDelayMs, settings.watchRetryMaxDelayMs, this.options.random);
+        // Woken early (AbortError) only by close(), which ends the loop.
+        await sleep(this.options.clock, pauseMs, this.closing.signal).catch(() => undefined);
       } finally {
         this.pending.delete(ctx);
       }
@@ -196,17 +203,5 @@ export class ConsulDiscovery implements Discovery {
     if (this.answered.has(service)) return;
     this.answered.add(service);
     for (const wake of this.readyWaiters) wake();
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const wake = () => {
-        clearTimeout(timer);
-        this.sleeps.delete(wake);
-        resolve();
-      };
-      const timer = setTimeout(wake, ms);
-      this.sleeps.add(wake);
-    });
   }
 }

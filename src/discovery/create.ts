@@ -8,6 +8,8 @@ import { readTrust, trustKeys, TrustMaterialError } from './consul-trust.js';
 import type { Discovery } from './discovery.js';
 import { ConsulRegistration, NO_REGISTRATION, type Registrar, type ServiceSpec } from './registration.js';
 import { StaticDiscovery } from './static.js';
+import { systemClock } from '../core/clock.js';
+import { systemRandom } from '../core/random.js';
 
 // Picks the discovery a node runs with: Consul when config says so and the agent answers, else
 // static addresses from config.json. Falling back is announced on stderr (and in the log), so a
@@ -61,6 +63,8 @@ export async function createDiscovery(
     watchBanks: role === 'gateway',
     // Banks ask the gateway about in-doubt transfers; the client dials it.
     watchGateway: role === 'client' || role === 'bank',
+    clock: systemClock,
+    random: systemRandom(),
   }).start();
   // The gateway recovers transfers at start: give it the banks Consul knows before that.
   if (role === 'gateway' && probe.ok) await discovery.ready(settings.requestTimeoutMs);

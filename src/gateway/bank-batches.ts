@@ -1,13 +1,19 @@
 import { AbortError } from 'abort-controller-x';
 import { ClientError, Status } from 'nice-grpc';
 import { assert } from '../core/assert.js';
+import type { Clock, Timer } from '../core/clock.js';
 import {
   BankServiceDefinition,
+  type PrepareBatchRequest,
+  type PrepareBatchResponse,
   type PrepareLeg,
   type PrepareVote,
+  type AbortBatchRequest,
+  type AbortBatchResponse,
+  type CommitBatchRequest,
+  type CommitBatchResponse,
   type TransactionState,
 } from '../gen/bank/v1/bank.js';
-import type { BankClient, LeanBankClient } from './bank-clients.js';
 
 // Coalesces the driver's 2PC calls per bank, TigerBeetle-style: prepares, commits and aborts for
 // the same bank queued within one event-loop turn (or bankBatchWindowMs) leave as one
@@ -24,10 +30,26 @@ export interface BankBatchLimits {
   readonly bankBatchWindowMs: number;
 }
 
+/** Per-call options: the deadline in ms from now. */
+export interface BatchCallOptions {
+  readonly deadline: number;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * The 2PC calls of one bank, as the driver makes them. The gRPC client implements it; so does the
+ * simulator's network (test/simulation), with the same generated message types and no gRPC.
+ */
+export interface BankBatchClient {
+  prepareBatch(request: PrepareBatchRequest, options: BatchCallOptions): Promise<PrepareBatchResponse>;
+  commitBatch(request: CommitBatchRequest, options: BatchCallOptions): Promise<CommitBatchResponse>;
+  abortBatch(request: AbortBatchRequest, options: BatchCallOptions): Promise<AbortBatchResponse>;
+}
+
 /** Where the batches go: the lean client (no logging/retry middleware) when there is one. */
 export interface BatchClientSource {
-  get(bank: string): BankClient | undefined;
-  lean?(bank: string): LeanBankClient | undefined;
+  get(bank: string): BankBatchClient | undefined;
+  lean?(bank: string): BankBatchClient | undefined;
 }
 
 interface Item<T> {
@@ -50,7 +72,7 @@ interface BankQueue {
   prepares: PrepareItem[];
   commits: TxItem[];
   aborts: TxItem[];
-  scheduled: NodeJS.Immediate | NodeJS.Timeout | undefined;
+  scheduled: Timer | undefined;
 }
 
 const PATHS = {
@@ -65,7 +87,7 @@ export class BankBatches {
   constructor(
     private readonly source: BatchClientSource,
     private readonly limits: BankBatchLimits,
-    private readonly nowMs: () => number,
+    private readonly clock: Clock,
   ) {
     assert(limits.bankBatchMaxItems > 0 && limits.bankBatchWindowMs >= 0,
       'bank batches: need bankBatchMaxItems > 0 and bankBatchWindowMs >= 0');
@@ -104,9 +126,7 @@ export class BankBatches {
   }
 
   private cancel(q: BankQueue): void {
-    if (q.scheduled === undefined) return;
-    if (this.limits.bankBatchWindowMs === 0) clearImmediate(q.scheduled as NodeJS.Immediate);
-    else clearTimeout(q.scheduled as NodeJS.Timeout);
+    q.scheduled?.cancel();
     q.scheduled = undefined;
   }
 
@@ -127,10 +147,10 @@ export class BankBatches {
       this.sendSettles(bank, q, 'commit');
       this.sendSettles(bank, q, 'abort');
     };
-    q.scheduled = this.limits.bankBatchWindowMs === 0 ? setImmediate(flush) : setTimeout(flush, this.limits.bankBatchWindowMs);
+    q.scheduled = this.clock.setTimer(this.limits.bankBatchWindowMs, flush);
   }
 
-  private client(bank: string): LeanBankClient | BankClient | undefined {
+  private client(bank: string): BankBatchClient | undefined {
     return this.source.lean ? this.source.lean(bank) : this.source.get(bank);
   }
 
@@ -140,7 +160,7 @@ export class BankBatches {
     if (items.length === 0) return;
     const client = this.client(bank);
     if (!client) return failAll(items, unavailable(PATHS.prepare, bank));
-    const call = client.prepareBatch({ legs: items.map((i) => i.leg) }, { deadline: this.deadlineOf(items) } as never);
+    const call = client.prepareBatch({ legs: items.map((i) => i.leg) }, { deadline: this.deadlineOf(items) });
     call.then(
       (res) => {
         if (res.votes.length !== items.length) {
@@ -160,7 +180,7 @@ export class BankBatches {
     const client = this.client(bank);
     if (!client) return failAll(items, unavailable(PATHS[rpc], bank));
     const request = { transactionIds: items.map((i) => i.txId) };
-    const options = { deadline: this.deadlineOf(items) } as never;
+    const options = { deadline: this.deadlineOf(items) };
     const call = rpc === 'commit' ? client.commitBatch(request, options) : client.abortBatch(request, options);
     call.then(
       (res) => {
@@ -177,7 +197,7 @@ export class BankBatches {
   private deadlineOf(items: readonly Item<unknown>[]): number {
     let latest = 0;
     for (const i of items) latest = Math.max(latest, i.deadlineAtMs);
-    return Math.max(1, latest - this.nowMs());
+    return Math.max(1, latest - this.clock.nowMs());
   }
 }
 

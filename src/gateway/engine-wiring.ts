@@ -1,4 +1,6 @@
 import type { Config } from '../config/schema.js';
+import { systemClock } from '../core/clock.js';
+import { systemRandom } from '../core/random.js';
 import type { Logger } from '../logging/logger.js';
 import type { BankClients } from './bank-clients.js';
 import { openGatewayStore } from './store.js';
@@ -17,7 +19,7 @@ export interface TransfersDeps {
 export type OpenTransfers = (deps: TransfersDeps) => Promise<Transfers> | Transfers;
 
 export const openTransferEngine: OpenTransfers = ({ config, bankClients, logger }) => {
-  const { persistBatchMaxRecords, persistBatchWindowMs, persistBackgroundDelayMs } = config.gateway;
-  const store = openGatewayStore(config.gateway.dataDir, { persistBatchMaxRecords, persistBatchWindowMs, persistBackgroundDelayMs });
-  return new TransferEngine({ store, bankClients, limits: config.gateway, logger });
+  // The one real clock and random source of the transfer path.
+  const store = openGatewayStore(config.gateway.dataDir, { groupCommit: config.gateway, clock: systemClock });
+  return new TransferEngine({ store, bankClients, limits: config.gateway, logger, clock: systemClock, random: systemRandom() });
 };

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { AssertionError, assert } from '../core/assert.js';
+import type { Clock, Timer } from '../core/clock.js';
 import type { Failure } from '../core/errors.js';
 import { isReason } from '../core/reasons.js';
 import type { AccountRef } from '../core/transfer.js';
@@ -81,12 +82,16 @@ export interface GroupCommitLimits {
   readonly persistBatchWindowMs: number;
   /**
    * How long a record nobody waits for (urgent = false) may stay queued when no urgent record
-   * comes along to take it into a group commit. Default 20.
+   * comes along to take it into a group commit.
    */
-  readonly persistBackgroundDelayMs?: number;
+  readonly persistBackgroundDelayMs: number;
 }
 
-export const DEFAULT_GROUP_COMMIT: GroupCommitLimits = { persistBatchMaxRecords: 1024, persistBatchWindowMs: 0, persistBackgroundDelayMs: 20 };
+/** A store that writes: its group-commit bounds (config gateway.persist*) and the clock of its flushes. */
+export interface WritableStoreOptions {
+  readonly groupCommit: GroupCommitLimits;
+  readonly clock: Clock;
+}
 
 /** Told when a queued record is durable (no error) or could not be written (error; nothing of it is on disk). */
 export type OnDurable = (err?: Error) => void;
@@ -108,19 +113,22 @@ export class GatewayStore {
   private readonly applyInTx: (record: LogRecord, nowMs: number) => void;
   private readonly applyAllInTx: (batch: readonly Queued[]) => void;
   private readonly groupCommit: GroupCommitLimits;
+  private readonly clock: Clock | undefined;
   private queue: Queued[] = [];
-  private flushScheduled: NodeJS.Immediate | NodeJS.Timeout | undefined;
+  private flushScheduled: Timer | undefined;
   /** Set when only background records are queued: a later flush. */
-  private backgroundFlush: NodeJS.Timeout | undefined;
+  private backgroundFlush: Timer | undefined;
   private readonly flushedListeners: (() => void)[] = [];
 
   /** `readonly`: an operator's view of a running gateway's file (never creates or changes it). */
   constructor(
     readonly file: string,
-    options: { readonly readonly?: boolean; readonly groupCommit?: GroupCommitLimits } = {},
+    options: WritableStoreOptions | { readonly readonly: true },
   ) {
-    const readonly = options.readonly ?? false;
-    this.groupCommit = options.groupCommit ?? DEFAULT_GROUP_COMMIT;
+    const readonly = 'readonly' in options;
+    // A read-only store never queues a record: its bounds are never used.
+    this.groupCommit = 'readonly' in options ? { persistBatchMaxRecords: 1, persistBatchWindowMs: 0, persistBackgroundDelayMs: 0 } : options.groupCommit;
+    this.clock = 'readonly' in options ? undefined : options.clock;
     assert(this.groupCommit.persistBatchMaxRecords > 0 && this.groupCommit.persistBatchWindowMs >= 0,
       'gateway store: need persistBatchMaxRecords > 0 and persistBatchWindowMs >= 0');
     this.db = new Database(file, readonly ? { readonly: true, fileMustExist: true } : {});
@@ -193,6 +201,8 @@ export class GatewayStore {
    */
   enqueue(record: LogRecord, nowMs: number, onDurable?: OnDurable, urgent = true): void {
     assert(this.db.open, 'gateway store is closed');
+    const clock = this.clock;
+    assert(clock, 'gateway store is read-only');
     this.queue.push({ record, nowMs, onDurable });
     if (this.queue.length >= this.groupCommit.persistBatchMaxRecords) {
       this.flush();
@@ -200,19 +210,17 @@ export class GatewayStore {
     }
     if (this.flushScheduled !== undefined) return;
     if (!urgent) {
-      this.backgroundFlush ??= setTimeout(() => {
+      this.backgroundFlush ??= clock.setTimer(this.groupCommit.persistBackgroundDelayMs, () => {
         this.backgroundFlush = undefined;
         this.flush();
-      }, this.groupCommit.persistBackgroundDelayMs ?? 20);
+      });
       return;
     }
     const flush = () => {
       this.flushScheduled = undefined;
       this.flush();
     };
-    this.flushScheduled = this.groupCommit.persistBatchWindowMs === 0
-      ? setImmediate(flush)
-      : setTimeout(flush, this.groupCommit.persistBatchWindowMs);
+    this.flushScheduled = clock.setTimer(this.groupCommit.persistBatchWindowMs, flush);
   }
 
   /**
@@ -270,13 +278,10 @@ export class GatewayStore {
   }
 
   private cancelScheduledFlush(): void {
-    if (this.backgroundFlush !== undefined) clearTimeout(this.backgroundFlush);
+    this.backgroundFlush?.cancel();
     this.backgroundFlush = undefined;
-    const scheduled = this.flushScheduled;
-    if (scheduled === undefined) return;
+    this.flushScheduled?.cancel();
     this.flushScheduled = undefined;
-    if (this.groupCommit.persistBatchWindowMs === 0) clearImmediate(scheduled as NodeJS.Immediate);
-    else clearTimeout(scheduled as NodeJS.Timeout);
   }
 
   private apply(record: LogRecord, nowMs: number): void {
@@ -382,6 +387,16 @@ export class GatewayStore {
     }
   }
 
+  /**
+   * Closes the file at once, dropping what is queued and not yet written, as a crash would
+   * (committed SQLite transactions are durable; the queue is lost). For the simulator.
+   */
+  crash(): void {
+    this.cancelScheduledFlush();
+    this.queue = [];
+    if (this.db.open) this.db.close();
+  }
+
   private rowById(txId: string): Row | undefined {
     return this.stmts.byId.get(txId) as Row | undefined;
   }
@@ -393,9 +408,9 @@ export function openGatewayStoreReadOnly(dataDir: string): GatewayStore {
 }
 
 /** Opens (creating if needed) the gateway store in `dataDir`. */
-export function openGatewayStore(dataDir: string, groupCommit?: GroupCommitLimits): GatewayStore {
+export function openGatewayStore(dataDir: string, options: WritableStoreOptions): GatewayStore {
   fs.mkdirSync(dataDir, { recursive: true });
-  return new GatewayStore(path.join(dataDir, GATEWAY_DB_FILE), groupCommit ? { groupCommit } : {});
+  return new GatewayStore(path.join(dataDir, GATEWAY_DB_FILE), options);
 }
 
 function expectOne(changes: number, record: LogRecord): void {

@@ -1,8 +1,11 @@
-import { AbortError, delay, isAbortError } from 'abort-controller-x';
+import { AbortError, isAbortError } from 'abort-controller-x';
 import { Status } from 'nice-grpc';
 import { assert } from '../core/assert.js';
+import { backoffMs, sleep, type Clock, type Timer } from '../core/clock.js';
 import { AppError, type Failure } from '../core/errors.js';
+import type { Random } from '../core/random.js';
 import { isReason } from '../core/reasons.js';
+import { testBugs } from '../core/test-bugs.js';
 import {
   isFinal,
   nextDeadlineMs,
@@ -41,12 +44,6 @@ import type { OnDurable } from './store.js';
 // phase2Attempt, reply, schedule, finish); crash points (src/failpoints) sit between them: after
 // each record is durable, after each prepare leaves, when each vote and each phase-2 ack arrives.
 
-export interface Clock {
-  nowMs(): number;
-}
-
-export const systemClock: Clock = { nowMs: () => Date.now() };
-
 /** Where banks are reached; BankClients implements it. */
 export type BankClientSource = BatchClientSource;
 
@@ -64,10 +61,10 @@ export interface DriverLimits extends Limits {
   /** First delay between phase-2 retries; doubles up to commitRetryMaxIntervalMs. */
   readonly commitRetryIntervalMs: number;
   readonly commitRetryMaxIntervalMs: number;
-  /** Items in one PrepareBatch / CommitBatch / AbortBatch call at most. Default 256. */
-  readonly bankBatchMaxItems?: number;
-  /** How long a queued bank call waits for others; 0 (default) = until the end of the event-loop turn. */
-  readonly bankBatchWindowMs?: number;
+  /** Items in one PrepareBatch / CommitBatch / AbortBatch call at most. */
+  readonly bankBatchMaxItems: number;
+  /** How long a queued bank call waits for others; 0 = until the end of the event-loop turn. */
+  readonly bankBatchWindowMs: number;
 }
 
 export interface DriverOptions {
@@ -75,7 +72,9 @@ export interface DriverOptions {
   readonly bankClients: BankClientSource;
   readonly limits: DriverLimits;
   readonly logger: Logger;
-  readonly clock?: Clock;
+  readonly clock: Clock;
+  /** Jitter of phase-2 retries. */
+  readonly random: Random;
 }
 
 /** Who waits for a transfer's outcome (the CreateTransfer call). */
@@ -93,7 +92,7 @@ interface Run {
   /** A begin or decision record is being written: nothing after it may happen yet. */
   waitingForDisk: boolean;
   done: boolean;
-  timer: NodeJS.Timeout | undefined;
+  timer: Timer | undefined;
   readonly abort: AbortController;
   reply: ReplyHandlers | undefined;
 }
@@ -120,12 +119,8 @@ export class TransferDriver {
   private stopped = false;
 
   constructor(private readonly options: DriverOptions) {
-    this.clock = options.clock ?? systemClock;
-    const { limits } = options;
-    this.batches = new BankBatches(options.bankClients, {
-      bankBatchMaxItems: limits.bankBatchMaxItems ?? 256,
-      bankBatchWindowMs: limits.bankBatchWindowMs ?? 0,
-    }, () => this.clock.nowMs());
+    this.clock = options.clock;
+    this.batches = new BankBatches(options.bankClients, options.limits, this.clock);
     // The sends that follow the records of a group commit leave right after it, not a turn later.
     options.log.onFlushed?.(() => this.batches.sendAll());
   }
@@ -229,7 +224,7 @@ export class TransferDriver {
 
   private persist(run: Run, record: LogRecord): void {
     const nowMs = this.clock.nowMs();
-    if (!FORCED[record.type]) {
+    if (!FORCED[record.type] || (record.type === 'decision' && record.decision === 'commit' && testBugs.commitBeforeDecisionDurable)) {
       this.options.log.enqueue(record, nowMs, (err) => {
         if (err) this.options.logger.error('could not record phase-2 progress; recovery will repeat phase 2', { record: record.type, transactionId: run.phase.tx.id, error: err.message });
       }, false);
@@ -353,7 +348,6 @@ export class TransferDriver {
   /** Commit/Abort until acknowledged: a decision never changes, only its delivery is retried. */
   private async phase2Loop(run: Run, bank: BankId, rpc: 'commit' | 'abort'): Promise<void> {
     const { commitRetryIntervalMs, commitRetryMaxIntervalMs } = this.options.limits;
-    let backoffMs = commitRetryIntervalMs;
     for (let attempt = 1; !run.done; attempt++) {
       if (await this.phase2Attempt(run, bank, rpc, attempt)) {
         if (failpointsArmed()) this.ackFailpoint(run, bank, rpc);
@@ -361,8 +355,7 @@ export class TransferDriver {
         return;
       }
       // Jitter spreads the retries of many transfers waiting on the same bank.
-      await delay(run.abort.signal, Math.round(backoffMs * (0.5 + Math.random() / 2)));
-      backoffMs = Math.min(backoffMs * 2, commitRetryMaxIntervalMs);
+      await sleep(this.clock, backoffMs(attempt, commitRetryIntervalMs, commitRetryMaxIntervalMs, this.options.random), run.abort.signal);
     }
   }
 
@@ -413,19 +406,19 @@ export class TransferDriver {
 
   /** Arms the run's single timer for the coordinator's next deadline (prepare or reply). */
   private schedule(run: Run): void {
-    if (run.timer) clearTimeout(run.timer);
+    run.timer?.cancel();
     run.timer = undefined;
     const atMs = nextDeadlineMs(run.phase);
     if (atMs === undefined) return;
-    run.timer = setTimeout(() => {
+    run.timer = this.clock.setTimer(Math.max(0, atMs - this.clock.nowMs()), () => {
       run.timer = undefined;
       this.deliver(run, { type: 'tick', nowMs: this.clock.nowMs() });
-    }, Math.max(0, atMs - this.clock.nowMs()));
+    });
   }
 
   private finish(run: Run, unanswered?: Error): void {
     run.done = true;
-    if (run.timer) clearTimeout(run.timer);
+    run.timer?.cancel();
     run.timer = undefined;
     run.abort.abort();
     if (run.reply) {

@@ -1,12 +1,15 @@
 import { assert } from '../core/assert.js';
+import type { Clock, Timer } from '../core/clock.js';
 import { AppError } from '../core/errors.js';
 import { isName, isUuid, newTimeOrderedId } from '../core/ids.js';
 import { formatAmount, isCurrency } from '../core/money.js';
+import type { Random } from '../core/random.js';
+import { testBugs } from '../core/test-bugs.js';
 import type { AccountRef, TransferStatus, TransferView } from '../core/transfer.js';
 import { isFinal, recover, step, type DurableState, type Outcome, type Tx } from '../coordinator/index.js';
 import type { Logger } from '../logging/logger.js';
 import type { GatewayStore, StoredTransfer } from './store.js';
-import { TransferDriver, systemClock, type BankClientSource, type Clock, type DriverLimits } from './transfer-driver.js';
+import { TransferDriver, type BankClientSource, type DriverLimits } from './transfer-driver.js';
 import type { CreateTransferInput, Transfers } from './transfers.js';
 
 // The Transfers implementation: idempotency (keys scoped to the owner, replays return the first
@@ -16,17 +19,12 @@ import type { CreateTransferInput, Transfers } from './transfers.js';
 export interface TransferEngineLimits extends DriverLimits {
   /** Transfers being driven at once (waiting for their answer or in phase 2). */
   readonly inFlightTransfersMax: number;
-  /**
-   * How long a duplicate request waits for the first one still running in this process before
-   * TRANSFER_IN_PROGRESS. Default: prepareTimeoutMs + replyAckWaitMs, the first one's own bound.
-   */
-  readonly inProgressWaitMs?: number;
-  /** Final transfers (and so their idempotency keys) are kept at least this long. Default 24. */
-  readonly idempotencyRetentionHours?: number;
-  /** How often expired keys are pruned. Default 60 000. */
-  readonly idempotencyPruneIntervalMs?: number;
-  /** Rows deleted per pruning transaction (a short write lock each). Default 1000. */
-  readonly idempotencyPruneBatchMax?: number;
+  /** Final transfers (and so their idempotency keys) are kept at least this long. */
+  readonly idempotencyRetentionHours: number;
+  /** How often expired keys are pruned. */
+  readonly idempotencyPruneIntervalMs: number;
+  /** Rows deleted per pruning transaction (a short write lock each). */
+  readonly idempotencyPruneBatchMax: number;
 }
 
 const HOUR_MS = 3_600_000;
@@ -39,7 +37,9 @@ export interface TransferEngineOptions {
   /** `config.gateway` fits. */
   readonly limits: TransferEngineLimits;
   readonly logger: Logger;
-  readonly clock?: Clock;
+  readonly clock: Clock;
+  /** Transaction ids and phase-2 retry jitter. */
+  readonly random: Random;
 }
 
 interface InFlight {
@@ -55,10 +55,11 @@ export class TransferEngine implements Transfers {
   private readonly limits: TransferEngineLimits;
   private readonly logger: Logger;
   private readonly clock: Clock;
+  private readonly random: Random;
   /** Transfers whose caller is still waiting, by owner-scoped idempotency key. */
   private readonly inFlight = new Map<string, InFlight>();
   private state: EngineState = 'new';
-  private pruneTimer: NodeJS.Timeout | undefined;
+  private pruneTimer: Timer | undefined;
 
   constructor(options: TransferEngineOptions) {
     const { limits } = options;
@@ -69,13 +70,15 @@ export class TransferEngine implements Transfers {
     this.store = options.store;
     this.limits = limits;
     this.logger = options.logger;
-    this.clock = options.clock ?? systemClock;
+    this.clock = options.clock;
+    this.random = options.random;
     this.driver = new TransferDriver({
       log: options.store,
       bankClients: options.bankClients,
       limits,
       logger: options.logger,
       clock: this.clock,
+      random: this.random,
     });
   }
 
@@ -99,8 +102,15 @@ export class TransferEngine implements Transfers {
     this.state = 'running';
     this.logger.info('transfer recovery done', { unfinished: rows.length, presumedAborted: undecided, resumed: this.driver.active });
     this.pruneExpired();
-    this.pruneTimer = setInterval(() => this.pruneExpired(), this.limits.idempotencyPruneIntervalMs ?? 60_000);
-    this.pruneTimer.unref();
+    this.schedulePrune();
+  }
+
+  /** Pruning is housekeeping: its timer does not keep the process alive. */
+  private schedulePrune(): void {
+    this.pruneTimer = this.clock.setTimer(this.limits.idempotencyPruneIntervalMs, () => {
+      this.pruneExpired();
+      if (this.state === 'running') this.schedulePrune();
+    }, { background: true });
   }
 
   /**
@@ -109,8 +119,8 @@ export class TransferEngine implements Transfers {
    */
   pruneExpired(): number {
     if (this.state !== 'running' || !this.store.isOpen) return 0;
-    const retentionMs = (this.limits.idempotencyRetentionHours ?? 24) * HOUR_MS;
-    const batch = this.limits.idempotencyPruneBatchMax ?? 1000;
+    const retentionMs = this.limits.idempotencyRetentionHours * HOUR_MS;
+    const batch = this.limits.idempotencyPruneBatchMax;
     const beforeMs = this.clock.nowMs() - retentionMs;
     let pruned = 0;
     for (let i = 0; i < PRUNE_BATCHES_PER_ROUND_MAX; i++) {
@@ -146,15 +156,16 @@ export class TransferEngine implements Transfers {
     // From the lookup to the begin record's INSERT nothing awaits, so no other create with the
     // same key can slip in between (the UNIQUE constraint backs this up).
     const stored = this.store.findByKey(owner, input.idempotencyKey);
-    if (stored) return this.replay(stored, input);
+    if (stored && !(testBugs.replayStartsSecondTransfer && isFinalState(stored.state))) return this.replay(stored, input);
 
     if (this.driver.active >= this.limits.inFlightTransfersMax) {
       throw new AppError('OVERLOADED', `the gateway is handling ${this.driver.active} transfers, its limit; retry shortly`);
     }
     const tx: Tx = {
       // Time-ordered: the banks' transaction and leg rows are appended, not scattered.
-      id: newTimeOrderedId(this.clock.nowMs()),
-      idempotencyKey: input.idempotencyKey,
+      id: newTimeOrderedId(this.clock.nowMs(), this.random),
+      // (The broken variant needs a fresh key: the store's UNIQUE key would refuse the old one.)
+      idempotencyKey: stored ? newTimeOrderedId(this.clock.nowMs(), this.random) : input.idempotencyKey,
       from: { bank: owner.bank, username: owner.username },
       to: { bank: input.to.bank, username: input.to.username },
       amountMinor: input.amountMinor,
@@ -185,14 +196,14 @@ export class TransferEngine implements Transfers {
   async stop(graceMs: number): Promise<void> {
     if (this.state === 'stopped' || this.state === 'stopping') return;
     this.state = 'stopping';
-    clearInterval(this.pruneTimer);
+    this.pruneTimer?.cancel();
     // In-flight answers and phase-2 work both get the grace period; what is left is resumed by
     // recovery at the next start.
-    let timer: NodeJS.Timeout | undefined;
-    const grace = new Promise<void>((resolve) => { timer = setTimeout(resolve, graceMs); });
+    let timer: Timer | undefined;
+    const grace = new Promise<void>((resolve) => { timer = this.clock.setTimer(graceMs, resolve); });
     const answered = Promise.allSettled([...this.inFlight.values()].map((e) => e.outcome));
     await Promise.race([Promise.all([answered, this.driver.idle()]), grace]);
-    clearTimeout(timer);
+    timer?.cancel();
     this.driver.stop();
     this.store.close();
     this.state = 'stopped';
@@ -207,11 +218,15 @@ export class TransferEngine implements Transfers {
     });
   }
 
-  /** A duplicate of a request still running here: wait for the same run, never start another. */
+  /**
+   * A duplicate of a request still running here: wait for the same run, never start another; at
+   * most as long as the first one's own bound (prepareTimeoutMs + replyAckWaitMs), then
+   * TRANSFER_IN_PROGRESS.
+   */
   private async awaitFirst(running: InFlight): Promise<TransferView> {
-    const waitMs = this.limits.inProgressWaitMs ?? this.limits.prepareTimeoutMs + this.limits.replyAckWaitMs;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), waitMs); });
+    const waitMs = this.limits.prepareTimeoutMs + this.limits.replyAckWaitMs;
+    let timer: Timer | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => { timer = this.clock.setTimer(waitMs, () => resolve('timeout')); });
     try {
       const first = await Promise.race([running.outcome, timeout]);
       if (first === 'timeout') {
@@ -219,7 +234,7 @@ export class TransferEngine implements Transfers {
       }
       return viewOrThrow(running.tx, first);
     } finally {
-      clearTimeout(timer);
+      timer?.cancel();
     }
   }
 
@@ -258,6 +273,10 @@ const STATUS_OF: Readonly<Record<DurableState, TransferStatus>> = {
   aborting: 'aborted',
   aborted: 'aborted',
 };
+
+function isFinalState(state: DurableState): boolean {
+  return state === 'committed' || state === 'aborted';
+}
 
 function scopeKey(owner: AccountRef, idempotencyKey: string): string {
   return `${owner.bank}\u0000${owner.username}\u0000${idempotencyKey}`;

@@ -7,6 +7,7 @@ import { expect } from 'chai';
 import { Ledger } from '../../src/bank/ledger.js';
 import { InDoubtResolver, type CoordinatorDecision, type DecisionSource } from '../../src/bank/termination.js';
 import { newId } from '../../src/core/ids.js';
+import { rng } from '../../src/core/random.js';
 import type { LogRecord, Tx } from '../../src/coordinator/index.js';
 import { armFailpoints, failpoint, failpointsArmed, FAILPOINTS_ENV, parseFailpoints } from '../../src/failpoints/index.js';
 import { eventually } from '../helpers/cluster.js';
@@ -16,6 +17,7 @@ import { Decision } from '../../src/gen/coordinator/v1/coordinator.js';
 import { GatewayStore } from '../../src/gateway/store.js';
 import { TransferEngine } from '../../src/gateway/transfer-engine.js';
 import { silentLogger } from '../../src/logging/logger.js';
+import { clockReading, storeOptions } from '../helpers/clock.js';
 
 // The pieces behind crash safety, without processes: failpoint arming, the bank's in-doubt
 // resolver against a real ledger, idempotency-key retention and the coordinator's decision answers.
@@ -103,7 +105,7 @@ describe('bank in-doubt resolver (termination protocol)', () => {
     const toCommit = prepare('debit');
     const toAbort = prepare('debit');
     const credit = prepare('credit');
-    const resolver = new InDoubtResolver(ledger, source, limits, silentLogger(), () => nowMs);
+    const resolver = new InDoubtResolver(ledger, source, limits, silentLogger(), clockReading(() => nowMs), rng(1));
     expect(await resolver.round()).to.deep.include({ asked: 0, unanswered: false });
     nowMs += 10_001;
     const young = prepare('debit');
@@ -124,7 +126,7 @@ describe('bank in-doubt resolver (termination protocol)', () => {
     const silent = prepare('debit');
     nowMs += 20_000;
     answers.set(pending, 'pending');
-    const resolver = new InDoubtResolver(ledger, source, limits, silentLogger(), () => nowMs);
+    const resolver = new InDoubtResolver(ledger, source, limits, silentLogger(), clockReading(() => nowMs), rng(1));
     const r = await resolver.round();
     expect(r).to.deep.include({ pending: 1, unanswered: true });
     expect(ledger.txState(pending)).to.equal('prepared');
@@ -143,7 +145,7 @@ describe('bank in-doubt resolver (termination protocol)', () => {
     ledger.abort(other);
     nowMs += 20_000;
     // Nothing prepared is left: nothing is asked.
-    const resolver = new InDoubtResolver(ledger, source, limits, silentLogger(), () => nowMs);
+    const resolver = new InDoubtResolver(ledger, source, limits, silentLogger(), clockReading(() => nowMs), rng(1));
     expect(await resolver.round()).to.deep.include({ asked: 0 });
   });
 
@@ -151,7 +153,7 @@ describe('bank in-doubt resolver (termination protocol)', () => {
     const txId = prepare('debit');
     nowMs += 20_000;
     answers.set(txId, 'abort');
-    const resolver = new InDoubtResolver(ledger, source, { ...limits, inDoubtCheckIntervalMs: 10 }, silentLogger(), () => nowMs);
+    const resolver = new InDoubtResolver(ledger, source, { ...limits, inDoubtCheckIntervalMs: 10 }, silentLogger(), clockReading(() => nowMs), rng(1));
     resolver.start();
     await eventually(async () => ledger.txState(txId) !== 'prepared', 20_000, 'a timed round resolving the leg');
     await resolver.stop();
@@ -180,14 +182,16 @@ describe('gateway: decisions for banks and idempotency-key retention', () => {
     limits: {
       prepareTimeoutMs: 1000, replyAckWaitMs: 100, phase2CallTimeoutMs: 100, commitRetryIntervalMs: 10, commitRetryMaxIntervalMs: 100,
       inFlightTransfersMax: 10, idempotencyRetentionHours: retentionHours, idempotencyPruneBatchMax: 2, idempotencyPruneIntervalMs: 60_000,
+      bankBatchMaxItems: 256, bankBatchWindowMs: 0,
     },
     logger: silentLogger(),
-    clock: { nowMs: () => nowMs },
+    clock: clockReading(() => nowMs),
+    random: rng(1),
   });
 
   beforeEach(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'payments-gwstore-'));
-    store = new GatewayStore(path.join(dir, 'gateway.sqlite'));
+    store = new GatewayStore(path.join(dir, 'gateway.sqlite'), storeOptions());
     nowMs = 100 * HOUR_MS;
   });
   afterEach(() => {

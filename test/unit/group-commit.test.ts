@@ -3,13 +3,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import { AssertionError } from '../../src/core/assert.js';
+import { systemClock } from '../../src/core/clock.js';
 import { isUuid, newId, newTimeOrderedId } from '../../src/core/ids.js';
+import { rng } from '../../src/core/random.js';
 import type { LogRecord, Tx } from '../../src/coordinator/index.js';
 import { LedgerGroupCommit } from '../../src/bank/group-commit.js';
 import { Ledger } from '../../src/bank/ledger.js';
 import { bankService } from '../../src/bank/service.js';
 import { GatewayStore } from '../../src/gateway/store.js';
 import { LegKind, TransactionState, Vote } from '../../src/gen/bank/v1/bank.js';
+import { storeOptions } from '../helpers/clock.js';
 
 // Group commit and batched 2PC calls, against real SQLite files in a temp dir: many records or
 // operations share one transaction, each is still decided and answered on its own, and nothing is
@@ -29,7 +32,7 @@ describe('group commit', () => {
     });
 
     it('writes the records queued in one turn in one transaction, then tells each waiter', async () => {
-      const store = new GatewayStore(path.join(dir, 'gateway.sqlite'));
+      const store = new GatewayStore(path.join(dir, 'gateway.sqlite'), storeOptions());
       const txs = [tx(), tx(), tx()];
       const told: string[] = [];
       for (const t of txs) {
@@ -51,7 +54,7 @@ describe('group commit', () => {
     });
 
     it('a record that does not fit fails alone; the others of its batch are written', async () => {
-      const store = new GatewayStore(path.join(dir, 'gateway.sqlite'));
+      const store = new GatewayStore(path.join(dir, 'gateway.sqlite'), storeOptions());
       const good = tx();
       const results: Record<string, string> = {};
       store.enqueue({ type: 'begin', tx: good }, 1, (err) => { results.good = err ? 'failed' : 'ok'; });
@@ -66,7 +69,7 @@ describe('group commit', () => {
     });
 
     it('writes a full batch at once and keeps the order of records; close() writes what is queued', () => {
-      const store = new GatewayStore(path.join(dir, 'gateway.sqlite'), { groupCommit: { persistBatchMaxRecords: 2, persistBatchWindowMs: 0 } });
+      const store = new GatewayStore(path.join(dir, 'gateway.sqlite'), storeOptions({ persistBatchMaxRecords: 2, persistBatchWindowMs: 0 }));
       const t = tx();
       const records: LogRecord[] = [
         { type: 'begin', tx: t },
@@ -79,7 +82,7 @@ describe('group commit', () => {
       expect(durable).to.deep.equal(['begin', 'decision']);
       expect(store.findById(t.id)?.awaiting).to.deep.equal(['BankA', 'BankB']);
       store.close();
-      const reopened = new GatewayStore(store.file);
+      const reopened = new GatewayStore(store.file, storeOptions());
       expect(reopened.findById(t.id)).to.deep.include({ state: 'committing', awaiting: ['BankB'] });
       expect(() => reopened.append({ type: 'ack', txId: t.id, bank: 'BankA' }, 2)).to.throw(AssertionError);
       reopened.close();
@@ -88,7 +91,7 @@ describe('group commit', () => {
   });
 
   it('transaction ids are UUIDv7: valid, and later ones sort after earlier ones (append-only inserts)', () => {
-    const ids = [0, 1, 255, 256, 1_700_000_000_000, 1_700_000_000_001, 2 ** 47].map((ms) => newTimeOrderedId(ms));
+    const ids = [0, 1, 255, 256, 1_700_000_000_000, 1_700_000_000_001, 2 ** 47].map((ms) => newTimeOrderedId(ms, rng(ms)));
     for (const id of ids) {
       expect(isUuid(id), id).to.equal(true);
       expect(id[14]).to.equal('7');
@@ -128,7 +131,7 @@ describe('group commit', () => {
     });
 
     it('the group-commit queue runs a faulty operation alone, so the others still succeed', async () => {
-      const group = new LedgerGroupCommit(ledger, { groupCommitOpsMax: 16 });
+      const group = new LedgerGroupCommit(ledger, { groupCommitOpsMax: 16 }, systemClock);
       const t1 = newId();
       const settled = await Promise.allSettled([
         group.submit({ type: 'prepare', leg: leg(t1, 'debit', 'alice', 10n) }),
@@ -141,7 +144,7 @@ describe('group commit', () => {
     });
 
     it('answers PrepareBatch / CommitBatch / AbortBatch item by item; a malformed leg is a NO alone', async () => {
-      const service = bankService(ledger, { historyPageSizeDefault: 20, historyPageSizeMax: 100, batchItemsMax: 8, groupCommitOpsMax: 64, passwordChecksMax: 1, passwordCheckQueueMax: 0 });
+      const service = bankService(ledger, { historyPageSizeDefault: 20, historyPageSizeMax: 100, batchItemsMax: 8, groupCommitOpsMax: 64, passwordChecksMax: 1, passwordCheckQueueMax: 0 }, systemClock);
       const ctx = {} as never;
       const [t1, t2, t3] = [newId(), newId(), newId()];
       const item = (transactionId: string, kind: LegKind, username: string, amountMinor: bigint) => ({

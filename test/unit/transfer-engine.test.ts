@@ -8,7 +8,9 @@ import { Status, type Server } from 'nice-grpc';
 import { ServerError, type CallContext } from 'nice-grpc-common';
 import { ConfigSchema, type Config } from '../../src/config/schema.js';
 import { AppError } from '../../src/core/errors.js';
+import { systemClock } from '../../src/core/clock.js';
 import { newId } from '../../src/core/ids.js';
+import { systemRandom } from '../../src/core/random.js';
 import type { AccountRef } from '../../src/core/transfer.js';
 import { StaticDiscovery } from '../../src/discovery/static.js';
 import {
@@ -25,6 +27,7 @@ import { TransferEngine } from '../../src/gateway/transfer-engine.js';
 import { createNodeServer, listenTls } from '../../src/grpc/server.js';
 import { silentLogger } from '../../src/logging/logger.js';
 import { loadTls } from '../../src/tls/credentials.js';
+import { storeOptions } from '../helpers/clock.js';
 import { PRESUMED_ABORT, type Tx } from '../../src/coordinator/index.js';
 
 // The engine against real gRPC bank servers over mutual TLS. The banks are small in-memory 2PC
@@ -266,14 +269,14 @@ describe('transfer engine (real gRPC banks over mTLS, real SQLite)', function ()
       },
     });
     const open = async () => {
-      const store = openGatewayStore(dataDir);
+      const store = openGatewayStore(dataDir, { groupCommit: config.gateway, clock: systemClock });
       const bankClients = new BankClients(new StaticDiscovery(config), loadTls(certDir, 'gateway'), logger, {
         callTimeoutMs: 2000,
         retryMaxAttempts: 1,
         retryBaseDelayMs: 50,
         retryMaxDelayMs: 200,
       });
-      const engine = new TransferEngine({ store, bankClients, limits: config.gateway, logger });
+      const engine = new TransferEngine({ store, bankClients, limits: config.gateway, logger, clock: systemClock, random: systemRandom() });
       await engine.start();
       return { store, bankClients, engine };
     };
@@ -415,7 +418,7 @@ describe('transfer engine (real gRPC banks over mTLS, real SQLite)', function ()
     const undecided = mkTx(bob, 1000n);
     // Crash after the commit decision was written, before any Commit reached a bank.
     const decided = mkTx(bob, 2000n);
-    const store = openGatewayStore(h.dataDir);
+    const store = openGatewayStore(h.dataDir, storeOptions());
     for (const tx of [undecided, decided]) {
       store.append({ type: 'begin', tx }, Date.now());
       const base = { transactionId: tx.id, amountMinor: tx.amountMinor, currency: 'EUR' };

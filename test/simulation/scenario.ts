@@ -1,0 +1,611 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { ConfigSchema } from '../../src/config/schema.js';
+import { backoffMs, sleep, type Clock } from '../../src/core/clock.js';
+import { AppError } from '../../src/core/errors.js';
+import { newTimeOrderedId } from '../../src/core/ids.js';
+import { rng, type Random } from '../../src/core/random.js';
+import { resetTestBugs, testBugs, type TestBugs } from '../../src/core/test-bugs.js';
+import type { AccountRef } from '../../src/core/transfer.js';
+import { isBug, SimNetwork, type NetFault, type NetworkProfile } from './network.js';
+import { BankNode, freshDir, GatewayNode, simBankClients, simDecisionSource, type Observer, type SimLimits } from './nodes.js';
+import { SimTime, type Incarnation } from './sim-clock.js';
+
+// One simulated scenario, fully determined by its seed: 2-3 banks, a gateway and a few clients,
+// a fault phase (crashes of every node at any step, lost / duplicated / delayed / reordered
+// messages, partitions), then a calm phase in which everything must settle. Invariants are checked
+// when things happen (a Commit leaving, a bank answering) and at the end.
+
+export type Invariant =
+  | 'decision-durable-before-commit'
+  | 'abort-final-at-bank'
+  | 'one-decision'
+  | 'holds-match-prepared-legs'
+  | 'money-conserved'
+  | 'applied-exactly-once'
+  | 'settles'
+  | 'one-outcome-per-key'
+  | 'node-assertion';
+
+export interface Violation {
+  readonly invariant: Invariant;
+  readonly message: string;
+  readonly step: number;
+  readonly atMs: number;
+  /** The last trace lines about the transfer (or key) concerned. */
+  readonly trace: readonly string[];
+}
+
+export interface ScenarioResult {
+  readonly seed: number;
+  readonly hash: string;
+  readonly steps: number;
+  readonly simMs: number;
+  readonly transfers: number;
+  readonly crashes: number;
+  readonly faults: Readonly<Record<NetFault, number>>;
+  readonly checks: number;
+  readonly violation: Violation | undefined;
+}
+
+export interface ScenarioOptions {
+  /** Broken variants to switch on for this scenario (tests only). */
+  readonly bugs?: Partial<TestBugs>;
+  /** Where the SQLite files go (default: /dev/shm when present). */
+  readonly root?: string;
+}
+
+class SimViolation extends Error {
+  override name = 'SimViolation';
+  constructor(readonly invariant: Invariant, message: string, readonly subject?: string) {
+    super(message);
+  }
+}
+
+const START_MS = 1_767_225_600_000;
+const CURRENCY = 'EUR';
+const OPENING_MINOR = 1000n;
+const USERS = ['alice', 'bob', 'carol'] as const;
+/** After the faults stop, everything must be settled within this much simulated time. */
+const SETTLE_BOUND_MS = 60_000;
+const CLIENT_CALL_TIMEOUT_MS = 6000;
+const TRANSIENT = new Set(['TRANSFER_IN_PROGRESS', 'SHUTTING_DOWN', 'OVERLOADED', 'INTERNAL']);
+
+const BASE_CONFIG = ConfigSchema.parse({
+  gateway: {
+    prepareTimeoutMs: 2000, replyAckWaitMs: 1000, phase2CallTimeoutMs: 1000,
+    commitRetryIntervalMs: 100, commitRetryMaxIntervalMs: 2000,
+  },
+  bank: {
+    inDoubtQueryAfterMs: 4000, inDoubtCheckIntervalMs: 2000, inDoubtQueryTimeoutMs: 1000, inDoubtRetryMaxIntervalMs: 4000,
+  },
+});
+
+type Answer =
+  | { readonly kind: 'committed'; readonly txId: string }
+  | { readonly kind: 'aborted'; readonly reason: string }
+  | { readonly kind: 'reused' }
+  | { readonly kind: 'retry'; readonly why: string };
+
+interface KeyRecord {
+  readonly owner: AccountRef;
+  readonly key: string;
+  readonly to: AccountRef;
+  readonly amountMinor: bigint;
+  readonly answers: Answer[];
+}
+
+interface Client extends Incarnation {
+  readonly account: AccountRef;
+  readonly clock: Clock;
+  readonly random: Random;
+}
+
+function pick<T>(random: Random, items: readonly T[]): T {
+  return items[Math.floor(random() * items.length)] as T;
+}
+
+function between(random: Random, lo: number, hi: number): number {
+  return lo + Math.floor(random() * (hi - lo + 1));
+}
+
+export async function runScenario(seed: number, options: ScenarioOptions = {}): Promise<ScenarioResult> {
+  resetTestBugs();
+  Object.assign(testBugs, options.bugs ?? {});
+  const world = new World(seed, options.root ?? defaultRoot());
+  const listeners = process.listeners('unhandledRejection');
+  process.removeAllListeners('unhandledRejection');
+  const onUnhandled = (err: unknown) => world.bug(err, 'a node (unhandled rejection)');
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    return await world.run();
+  } finally {
+    process.removeListener('unhandledRejection', onUnhandled);
+    for (const l of listeners) process.on('unhandledRejection', l);
+    world.close();
+    resetTestBugs();
+  }
+}
+
+function defaultRoot(): string {
+  const base = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
+  return path.join(base, `payments-sim-${process.pid}`);
+}
+
+class World implements Observer {
+  readonly time = new SimTime(START_MS);
+  private readonly random: Random;
+  private readonly net: SimNetwork;
+  private readonly dir: string;
+  private readonly gateway: GatewayNode;
+  private readonly banks = new Map<string, BankNode>();
+  private readonly inspectors = new Map<string, Inspector>();
+  private gatewayInspector: Database.Database | undefined;
+  private readonly clients: Client[] = [];
+  private readonly keys: KeyRecord[] = [];
+  /** What each bank last said about each transaction: 'yes' | 'committed' | 'aborted'. */
+  private readonly bankSaid = new Map<string, string>();
+  private readonly limits: SimLimits;
+  private violation: Violation | undefined;
+  private crashes = 0;
+  private checks = 0;
+  private clientsRunning = 0;
+  private readonly faultMs: number;
+
+  constructor(readonly seed: number, root: string) {
+    this.random = rng(seed);
+    this.dir = freshDir(root, `seed-${seed}`);
+    const r = this.random;
+    const profile: NetworkProfile = {
+      lossP: 0.05 + r() * 0.3,
+      duplicateP: 0.02 + r() * 0.28,
+      delayP: 0.02 + r() * 0.28,
+      spikeMs: between(r, 500, 4000),
+      baseDelayMs: between(r, 1, 5),
+      jitterMs: between(r, 0, 30),
+    };
+    this.net = new SimNetwork(this.time, rng(seed ^ 0x5bd1e995), profile, (err, where) => this.bug(err, where));
+    this.time.onError = (err, where) => this.bug(err, where);
+    this.faultMs = between(r, 6000, 16_000);
+    this.limits = {
+      gateway: { ...BASE_CONFIG.gateway, bankBatchWindowMs: pick(r, [0, 0, 2]), persistBatchWindowMs: pick(r, [0, 0, 1]) },
+      bank: BASE_CONFIG.bank,
+    };
+    this.gateway = new GatewayNode(this.time, path.join(this.dir, 'gateway.sqlite'), this.limits.gateway,
+      () => simBankClients(this.net, this.gateway, this.banks, this), seed);
+    const bankCount = between(r, 2, 3);
+    for (let i = 0; i < bankCount; i++) {
+      const name = `Bank${String.fromCharCode(65 + i)}`;
+      const decisions = simDecisionSource(this.net, () => this.banks.get(name)!, this.gateway, this.limits.bank.inDoubtQueryTimeoutMs);
+      this.banks.set(name, new BankNode(name, this.time, path.join(this.dir, name), this.limits.bank, decisions, seed));
+    }
+  }
+
+  async run(): Promise<ScenarioResult> {
+    this.setUp();
+    await this.gateway.start();
+    this.planClients();
+    this.planFaults();
+    const afterEach = () => undefined;
+    const stopped = () => this.violation !== undefined;
+    // Fault phase.
+    await this.time.runUntil(START_MS + this.faultMs, afterEach, stopped);
+    if (!this.violation) {
+      this.time.note('faults stop');
+      this.net.healAll();
+      for (const node of this.nodes()) if (!node.up) await this.restart(node);
+      const bound = this.time.nowMs + SETTLE_BOUND_MS;
+      let nextCheckMs = 0;
+      const done = () => {
+        if (this.violation) return true;
+        if (this.clientsRunning > 0 || this.time.nowMs < nextCheckMs) return false;
+        nextCheckMs = this.time.nowMs + 250;
+        return this.unsettled() === undefined;
+      };
+      const finished = !(await this.time.runUntil(bound, afterEach, done));
+      if (!this.violation) {
+        if (!finished) {
+          const what = this.clientsRunning > 0 ? `${this.clientsRunning} client(s) still without a final answer` : this.unsettled();
+          this.violate('settles', `not settled ${SETTLE_BOUND_MS} ms after the faults stopped: ${what}`, this.unsettledSubject());
+        } else {
+          this.checkFinal();
+        }
+      }
+    }
+    return {
+      seed: this.seed,
+      hash: this.time.traceHash(),
+      steps: this.time.steps,
+      simMs: this.time.nowMs - START_MS,
+      transfers: this.keys.length,
+      crashes: this.crashes,
+      faults: { ...this.net.faults },
+      checks: this.checks,
+      violation: this.violation,
+    };
+  }
+
+  close(): void {
+    for (const node of this.nodes()) if (node.up) node.crash();
+    for (const db of this.inspectors.values()) db.close();
+    this.gatewayInspector?.close();
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private nodes(): (GatewayNode | BankNode)[] {
+    return [this.gateway, ...this.banks.values()];
+  }
+
+  private setUp(): void {
+    for (const bank of this.banks.values()) {
+      bank.start();
+      for (const username of USERS) {
+        bank.ledger!.createAccount({ username, passwordHash: 'x', currency: CURRENCY, balanceMinor: OPENING_MINOR });
+      }
+      // A USD account: an EUR credit to it is refused (CURRENCY_MISMATCH).
+      bank.ledger!.createAccount({ username: 'dave', passwordHash: 'x', currency: 'USD', balanceMinor: OPENING_MINOR });
+      this.inspectors.set(bank.name, new Inspector(bank.file));
+    }
+  }
+
+  private async restart(node: GatewayNode | BankNode): Promise<void> {
+    if (node.up) return;
+    this.time.note(`restart ${node.name}`);
+    try {
+      await node.start();
+    } catch (err) {
+      this.bug(err, `${node.name} restart`);
+    }
+  }
+
+  // ---- faults ----
+
+  private planFaults(): void {
+    const r = this.random;
+    const crashCount = between(r, 4, 9);
+    for (let i = 0; i < crashCount; i++) {
+      const atMs = Math.floor(r() * this.faultMs);
+      this.time.at(atMs, undefined, 'crash?', () => {
+        const node = pick(this.random, this.nodes());
+        if (!node.up) return;
+        this.crashes++;
+        this.time.note(`CRASH ${node.name}`);
+        node.crash();
+        this.time.at(between(this.random, 0, 1500), undefined, `restart? ${node.name}`, () => void this.restart(node));
+      });
+    }
+    const partitions = between(r, 1, 6);
+    for (let i = 0; i < partitions; i++) {
+      const a = pick(r, [...this.banks.keys(), ...this.clients.map((c) => c.name)]);
+      const atMs = Math.floor(r() * this.faultMs);
+      const forMs = between(r, 200, 3000);
+      this.time.at(atMs, undefined, `partition gateway|${a}`, () => {
+        this.net.partition('gateway', a);
+        this.time.at(forMs, undefined, `reconnect gateway|${a}`, () => this.net.reconnect('gateway', a));
+      });
+    }
+  }
+
+  // ---- clients ----
+
+  private planClients(): void {
+    const r = this.random;
+    const bankNames = [...this.banks.keys()];
+    const count = between(r, 3, 6);
+    for (let i = 0; i < count; i++) {
+      const client: Client = {
+        name: `client${i}`,
+        epoch: 0,
+        up: true,
+        account: { bank: pick(r, bankNames), username: USERS[i % USERS.length]! },
+        clock: undefined as unknown as Clock,
+        random: rng(this.seed * 31 + i),
+      };
+      (client as { clock: Clock }).clock = this.time.clockOf(client);
+      this.clients.push(client);
+    }
+    for (const client of this.clients) {
+      this.clientsRunning++;
+      const requests = between(r, 4, 9);
+      const start = between(r, 0, 500);
+      this.time.at(start, client, `${client.name} starts`, () => {
+        this.clientLoop(client, requests).then(
+          () => { this.clientsRunning--; },
+          (err: unknown) => this.bug(err, client.name),
+        );
+      });
+    }
+  }
+
+  private recipient(client: Client): { to: AccountRef; amountMinor: bigint } {
+    const r = client.random;
+    const bankNames = [...this.banks.keys()];
+    const kind = r();
+    const amountMinor = BigInt(between(r, 1, 300));
+    const other = (bank: string): AccountRef => {
+      const candidates = USERS.filter((u) => bank !== client.account.bank || u !== client.account.username);
+      return { bank, username: pick(r, candidates) };
+    };
+    if (kind < 0.45) return { to: other(pick(r, bankNames.filter((b) => b !== client.account.bank))), amountMinor };
+    if (kind < 0.7) return { to: other(client.account.bank), amountMinor };
+    if (kind < 0.8) return { to: other(pick(r, bankNames)), amountMinor: BigInt(between(r, 1001, 5000)) };
+    if (kind < 0.88) return { to: { bank: pick(r, bankNames), username: 'nobody' }, amountMinor };
+    if (kind < 0.94) return { to: { bank: pick(r, bankNames), username: 'dave' }, amountMinor };
+    return { to: { bank: 'BankZ', username: 'zed' }, amountMinor };
+  }
+
+  private async clientLoop(client: Client, requests: number): Promise<void> {
+    const r = client.random;
+    for (let i = 0; i < requests && !this.violation; i++) {
+      await sleep(client.clock, between(r, 0, 400));
+      const { to, amountMinor } = this.recipient(client);
+      const record: KeyRecord = {
+        owner: client.account,
+        key: newTimeOrderedId(this.time.nowMs, r),
+        to,
+        amountMinor,
+        answers: [],
+      };
+      this.keys.push(record);
+      // Sometimes two copies race; then maybe a replay of the finished key, or a reuse of it for
+      // another amount (which must be refused).
+      const copies = r() < 0.15 ? 2 : 1;
+      await Promise.all(Array.from({ length: copies }, () => this.untilFinal(client, record, amountMinor)));
+      if (r() < 0.3) {
+        await sleep(client.clock, between(r, 0, 1000));
+        await this.untilFinal(client, record, amountMinor);
+      }
+      if (r() < 0.1) await this.untilFinal(client, record, amountMinor + 1n);
+    }
+  }
+
+  /** Sends the request with the same key until a final answer comes back. */
+  private async untilFinal(client: Client, record: KeyRecord, amountMinor: bigint): Promise<void> {
+    for (let attempt = 1; !this.violation; attempt++) {
+      const answer = await this.send(client, record, amountMinor);
+      if (answer.kind === 'reused') {
+        if (amountMinor === record.amountMinor) this.violate('one-outcome-per-key', `key ${record.key} was refused as reused for its own parameters`, record.key);
+        return;
+      }
+      if (answer.kind !== 'retry') {
+        if (amountMinor !== record.amountMinor) {
+          this.violate('one-outcome-per-key', `key ${record.key} reused for another amount was answered ${answer.kind}`, record.key);
+          return;
+        }
+        record.answers.push(answer);
+        return;
+      }
+      await sleep(client.clock, backoffMs(attempt, 200, 3000, client.random));
+    }
+  }
+
+  private send(client: Client, record: KeyRecord, amountMinor: bigint): Promise<Answer> {
+    const label = `create ${record.key} ${client.account.username}@${client.account.bank}->${record.to.username}@${record.to.bank} ${amountMinor}`;
+    const input = { idempotencyKey: record.key, to: record.to, amountMinor, currency: CURRENCY };
+    return this.net.call(client, this.gateway, 'CreateTransfer', label, CLIENT_CALL_TIMEOUT_MS, async (): Promise<Answer> => {
+      const engine = this.gateway.engine;
+      if (!engine) return { kind: 'retry', why: 'gateway down' };
+      try {
+        const view = await engine.create(client.account, input);
+        return { kind: 'committed', txId: view.transactionId };
+      } catch (err) {
+        if (!(err instanceof AppError)) throw err;
+        if (err.reason === 'IDEMPOTENCY_KEY_REUSED') return { kind: 'reused' };
+        return TRANSIENT.has(err.reason) ? { kind: 'retry', why: err.reason } : { kind: 'aborted', reason: err.reason };
+      }
+    }).then(
+      (answer) => {
+        this.time.note(`answer ${record.key} ${answer.kind}${answer.kind === 'committed' ? ` ${answer.txId}` : ''}`);
+        return answer;
+      },
+      (err: unknown): Answer => ({ kind: 'retry', why: err instanceof Error ? err.message : String(err) }),
+    );
+  }
+
+  // ---- invariants when things happen ----
+
+  commitSent(txIds: readonly string[]): void {
+    const store = this.gateway.store;
+    for (const txId of txIds) {
+      this.checks++;
+      const row = store?.findById(txId);
+      if (row?.state !== 'committing' && row?.state !== 'committed') {
+        this.violate('decision-durable-before-commit', `Commit of ${txId} sent while its durable state is ${row?.state ?? 'absent'}`, txId);
+      }
+    }
+  }
+
+  bankAnswered(bank: string, kind: 'prepare' | 'commit' | 'abort', txIds: readonly string[], answers: readonly string[]): void {
+    txIds.forEach((txId, i) => {
+      this.checks++;
+      const key = `${bank}/${txId}`;
+      const before = this.bankSaid.get(key);
+      const answer = answers[i] as string;
+      if (kind === 'prepare') {
+        if (answer !== 'yes') return;
+        if (before === 'aborted') this.violate('abort-final-at-bank', `${bank} voted YES for ${txId} after answering it aborted`, txId);
+        else if (before === undefined) this.bankSaid.set(key, 'yes');
+        return;
+      }
+      if (before !== undefined && before !== 'yes' && before !== answer) {
+        this.violate('one-decision', `${bank} answered ${answer} for ${txId} after answering ${before}`, txId);
+      }
+      this.bankSaid.set(key, answer);
+    });
+    this.checkHolds(bank);
+  }
+
+  /** At one bank: every hold is the sum of its prepared debit legs; no balance or available amount below zero. */
+  private checkHolds(bank: string): void {
+    this.checks++;
+    const rows = this.inspectors.get(bank)!.holds.all() as { username: string; balance: bigint; held: bigint; open: bigint }[];
+    for (const a of rows) {
+      if (a.balance < 0n || a.held < 0n || a.held > a.balance) {
+        this.violate('holds-match-prepared-legs', `${a.username}@${bank}: balance ${a.balance}, held ${a.held}`);
+      } else if (a.held !== a.open) {
+        this.violate('holds-match-prepared-legs', `${a.username}@${bank}: held ${a.held} but prepared debit legs sum to ${a.open}`);
+      }
+    }
+  }
+
+  // ---- invariants at the end ----
+
+  private unsettled(): string | undefined {
+    this.checks++;
+    const unfinished = this.gateway.store?.unfinished() ?? [];
+    if (unfinished.length > 0) return `gateway transfer ${unfinished[0]!.tx.id} is ${unfinished[0]!.state}`;
+    for (const [name, db] of this.inspectors) {
+      const prepared = db.prepared.get() as { id: string } | undefined;
+      if (prepared) return `${name} holds transaction ${prepared.id} prepared`;
+      const held = db.held.get() as { held: bigint };
+      if (held.held !== 0n) return `${name} still holds ${held.held}`;
+    }
+    return undefined;
+  }
+
+  private unsettledSubject(): string | undefined {
+    const row = this.gateway.store?.unfinished()[0];
+    if (row) return row.tx.id;
+    for (const db of this.inspectors.values()) {
+      const prepared = db.prepared.get() as { id: string } | undefined;
+      if (prepared) return prepared.id;
+    }
+    return this.keys.find((k) => k.answers.length === 0)?.key;
+  }
+
+  private checkFinal(): void {
+    this.gatewayInspector ??= new Database(path.join(this.dir, 'gateway.sqlite'));
+    this.gatewayInspector.defaultSafeIntegers(true);
+    interface GwRow { tx_id: string; owner_bank: string; owner_username: string; idempotency_key: string; to_bank: string; to_username: string; amount_minor: bigint; state: string; failure_reason: string | null }
+    const rows = this.gatewayInspector.prepare('SELECT * FROM transfers').all() as GwRow[];
+    const byTx = new Map(rows.map((r) => [r.tx_id, r]));
+    const byKey = new Map(rows.map((r) => [`${r.owner_bank}/${r.owner_username}/${r.idempotency_key}`, r]));
+
+    // Money: per bank and currency, nothing created or lost.
+    const balances = new Map<string, bigint>();
+    let total = 0n;
+    for (const [bank, db] of this.inspectors) {
+      for (const a of db.db.prepare(`SELECT username, balance_minor AS balance FROM accounts WHERE currency = ?`).all(CURRENCY) as { username: string; balance: bigint }[]) {
+        balances.set(`${a.username}@${bank}`, a.balance);
+        total += a.balance;
+      }
+    }
+    this.checks++;
+    const expectedTotal = OPENING_MINOR * BigInt(USERS.length * this.banks.size);
+    if (total !== expectedTotal) this.violate('money-conserved', `the banks hold ${total} ${CURRENCY} in all, not ${expectedTotal}`);
+
+    // Every committed transfer applied once at each of its banks; an aborted one at none.
+    const applied = new Map<string, string[]>();
+    const committedAt = new Map<string, string[]>();
+    for (const [bank, db] of this.inspectors) {
+      for (const h of db.db.prepare('SELECT tx_id, username, direction, amount_minor FROM history').all() as { tx_id: string; username: string; direction: string; amount_minor: bigint }[]) {
+        const list = applied.get(h.tx_id) ?? [];
+        list.push(`${h.direction}:${h.username}@${bank}:${h.amount_minor}`);
+        applied.set(h.tx_id, list);
+      }
+      for (const t of db.db.prepare(`SELECT id, state FROM transactions`).all() as { id: string; state: string }[]) {
+        if (t.state !== 'committed') continue;
+        committedAt.set(t.id, [...(committedAt.get(t.id) ?? []), bank]);
+      }
+    }
+    for (const row of rows) {
+      this.checks++;
+      const got = (applied.get(row.tx_id) ?? []).sort().join(' ');
+      if (row.state === 'committed') {
+        const want = [`credit:${row.to_username}@${row.to_bank}:${row.amount_minor}`, `debit:${row.owner_username}@${row.owner_bank}:${row.amount_minor}`].sort().join(' ');
+        if (got !== want) this.violate('applied-exactly-once', `committed transfer ${row.tx_id}: applied [${got}], expected [${want}]`, row.tx_id);
+      } else if (got !== '' || committedAt.has(row.tx_id)) {
+        this.violate('one-decision', `transfer ${row.tx_id} is ${row.state} at the gateway but committed at ${committedAt.get(row.tx_id)?.join(', ')} [${got}]`, row.tx_id);
+      }
+    }
+    for (const [txId, banks] of committedAt) {
+      const row = byTx.get(txId);
+      if (row?.state !== 'committed') this.violate('one-decision', `${banks.join(', ')} committed ${txId}, which the gateway has ${row?.state ?? 'no record of'}`, txId);
+    }
+
+    // Every key: one outcome, every answer agrees with it; balances are one transfer per key.
+    const model = new Map<string, bigint>();
+    for (const bank of this.banks.keys()) for (const u of USERS) model.set(`${u}@${bank}`, OPENING_MINOR);
+    for (const k of this.keys) {
+      this.checks++;
+      const row = byKey.get(`${k.owner.bank}/${k.owner.username}/${k.key}`);
+      if (!row) {
+        this.violate('one-outcome-per-key', `key ${k.key} was answered ${k.answers.map((a) => a.kind).join(', ')} but the gateway has no transfer for it`, k.key);
+        continue;
+      }
+      for (const a of k.answers) {
+        const agrees = a.kind === 'committed'
+          ? row.state === 'committed' && a.txId === row.tx_id
+          : a.kind === 'aborted' && row.state === 'aborted' && a.reason === row.failure_reason;
+        if (!agrees) {
+          this.violate('one-outcome-per-key', `key ${k.key}: a client was answered ${JSON.stringify(a)}, the gateway holds ${row.state} ${row.tx_id} ${row.failure_reason ?? ''}`, k.key);
+        }
+      }
+      if (row.state === 'committed') {
+        const from = `${k.owner.username}@${k.owner.bank}`;
+        const to = `${k.to.username}@${k.to.bank}`;
+        model.set(from, model.get(from)! - k.amountMinor);
+        model.set(to, model.get(to)! + k.amountMinor);
+      }
+    }
+    for (const [account, want] of model) {
+      this.checks++;
+      const got = balances.get(account);
+      if (got !== want) this.violate('one-outcome-per-key', `${account} has ${got}, but one transfer per key gives ${want}`);
+    }
+  }
+
+  // ---- reporting ----
+
+  bug(err: unknown, where: string): void {
+    if (err instanceof SimViolation) {
+      this.violate(err.invariant, err.message, err.subject);
+      return;
+    }
+    const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    const subject = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/.exec(message)?.[0];
+    this.violate('node-assertion', `${where}: ${message}${isBug(err) ? '' : ` (${err instanceof Error ? err.stack : ''})`}`, subject);
+  }
+
+  violate(invariant: Invariant, message: string, subject?: string): void {
+    if (this.violation) return;
+    const lines = subject ? this.time.trace.filter((l) => l.includes(subject)) : this.time.trace;
+    this.violation = { invariant, message, step: this.time.steps, atMs: this.time.nowMs - START_MS, trace: lines.slice(-25) };
+    this.time.note(`VIOLATION ${invariant}: ${message}`);
+  }
+}
+
+/** A second connection to a bank's ledger file: it reads what is committed, whatever the node does. */
+class Inspector {
+  readonly db: Database.Database;
+  readonly holds: Database.Statement;
+  readonly prepared: Database.Statement;
+  readonly held: Database.Statement;
+
+  constructor(file: string) {
+    this.db = new Database(file);
+    this.db.defaultSafeIntegers(true);
+    this.holds = this.db.prepare(`SELECT a.username AS username, a.balance_minor AS balance, a.held_minor AS held,
+        COALESCE((SELECT SUM(l.amount_minor) FROM legs l JOIN transactions t ON t.id = l.tx_id
+          WHERE l.username = a.username AND l.kind = 'debit' AND t.state = 'prepared'), 0) AS open
+      FROM accounts a`);
+    this.prepared = this.db.prepare(`SELECT id FROM transactions WHERE state = 'prepared' LIMIT 1`);
+    this.held = this.db.prepare('SELECT COALESCE(SUM(held_minor), 0) AS held FROM accounts');
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
+
+export function formatViolation(seed: number, v: Violation): string {
+  return [
+    `simulation seed ${seed}: invariant ${v.invariant} violated at step ${v.step} (t=${v.atMs} ms)`,
+    `  ${v.message}`,
+    `  replay: SIM_SEED=${seed} make sim`,
+    '  trace of the transfer:',
+    ...v.trace.map((l) => `    ${l}`),
+  ].join('\n');
+}
