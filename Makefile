@@ -6,11 +6,12 @@ CONFIG ?= config.json
 CERTS ?= certs
 RUN := data/run
 
-.PHONY: help install gen lint typecheck certs seed gateway bank client demo up stop status test clean consul consul-install consul-stop chaos sim
+.PHONY: help install gen build lint typecheck certs seed gateway bank client demo up stop status test clean consul consul-install consul-stop chaos sim
 
 help:
 	@echo "make demo              install, generate, certs, start 2 banks + gateway, show a transfer"
-	@echo "make test              install, generate, buf lint, tsc, all tests (what CI runs)"
+	@echo "make test              install, generate, build, buf lint, tsc, all tests (what CI runs)"
+	@echo "make build             compile to dist/ (tsc; the client bundled by esbuild); bin/* run it"
 	@echo "make up / make stop    start / stop the demo system in the background"
 	@echo "make gateway           run the gateway in the foreground"
 	@echo "make bank NAME=BankA   run one bank in the foreground"
@@ -37,6 +38,14 @@ src/gen/.stamp: node_modules/.install-stamp $(shell find proto -name '*.proto') 
 
 gen: src/gen/.stamp
 
+# The compiled build every bin/* runs (tsc into dist/, the client bundled by esbuild), rebuilt when a
+# source changes. `npm test` rebuilds it too (incrementally), so tests never run a stale dist/.
+dist/.stamp: src/gen/.stamp tsconfig.json tsconfig.build.json scripts/bundle-client.mjs $(shell find src bin -name '*.ts' -not -path 'src/gen/*')
+	npm run build --silent
+	@touch $@
+
+build: dist/.stamp
+
 lint: install
 	npx buf lint
 
@@ -46,16 +55,16 @@ typecheck: gen
 certs:
 	scripts/gen-certs.sh $(CERTS) $(BANKS)
 
-seed: gen certs
+seed: build certs
 	@for b in $(BANKS); do bin/bank seed --config $(CONFIG) --name $$b || exit 1; done
 
-gateway: gen certs
+gateway: build certs
 	bin/gateway --config $(CONFIG)
 
-bank: gen certs
+bank: build certs
 	bin/bank --config $(CONFIG) --name $(NAME)
 
-client: gen certs
+client: build certs
 	bin/client --config $(CONFIG) $(ARGS)
 
 # Consul when it can be had (installed into ./tools, dev agent started), else static discovery with a
@@ -86,21 +95,21 @@ status:
 demo: up
 	env $$(cat $(RUN)/discovery.env 2>/dev/null) scripts/demo.sh $(CONFIG)
 
-test: gen lint typecheck
+test: build lint typecheck
 	npm test --silent
 
 # Benchmarks (docs/benchmarks.md). Each launches its own system in a temp folder.
 BENCH_ARGS ?=
 BENCH_LABEL ?= latest
 .PHONY: bench bench-sweep
-bench: gen
+bench: build
 	bin/bench $(BENCH_ARGS)
 
-bench-sweep: gen
+bench-sweep: build
 	bin/bench --sweep 1,8,32,128 --docs docs/benchmarks.md --label "$(BENCH_LABEL)" $(BENCH_ARGS)
 
 # The chaos test alone, longer than in `make test`: CHAOS_SECONDS=600 CHAOS_SEED=123 make chaos
-chaos: gen
+chaos: build
 	CHAOS_SECONDS=$${CHAOS_SECONDS:-600} npx mocha test/integration/chaos.test.ts
 
 # One process per core, one seed per scenario; SIM_SEED=n replays one scenario and prints its trace hash.
@@ -108,4 +117,4 @@ sim: gen
 	npx tsx test/simulation/run.ts
 
 clean: stop
-	rm -rf data logs src/gen
+	rm -rf data logs src/gen dist

@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { addUser, bulkSeed, fillHistory, formatInDoubt, formatTotals, seed } from '../src/bank/admin.js';

@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 // The benchmark command: wiring only (src/bench/*). `bin/bench --help` lists the options.
 import fs from 'node:fs';
 import path from 'node:path';

@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 // The payments client: subcommands for scripts, a numbered menu for people. Wiring only: see src/client/cli.ts.
 import { runCli } from '../src/client/cli.js';
 

@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 // The gateway node: wiring only. Usage:
 //   bin/gateway [--config F] [--set key.path=value ...] [--port N] [--data-dir DIR]
 //   bin/gateway unfinished [--json] [--limit N] [--config F] ...   list unfinished transfers

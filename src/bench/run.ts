@@ -13,7 +13,9 @@ import type { FromWorker, ToWorker } from './worker.js';
 // sessions in, warm up, measure, read CPU times around the measured window, and check that money
 // was conserved once every transfer has settled.
 
-const WORKER_FILE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'worker.ts');
+// worker.ts next to this file, or worker.js in the compiled build; fork passes our execArgv (the
+// tsx loader, when running from source) on to it.
+const WORKER_FILE = fileURLToPath(new URL(`./worker${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url));
 
 /** Bound of the logins of one point (argon2id at the banks: ~0.1 s of a core each). */
 export const LOGIN_TIMEOUT_MS = 10 * 60_000;

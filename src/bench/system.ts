@@ -2,11 +2,11 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { LEDGER_FILE, Ledger } from '../bank/ledger.js';
 import { loadConfig } from '../config/load.js';
 import { findConsul, requireConsul } from '../discovery/consul-agent.js';
 import { startConsul, waitForPassing, type BenchConsul } from './consul.js';
+import { packageRoot } from '../process/package-root.js';
 import { bankName, type BenchOptions } from './options.js';
 
 // The system under test: either launched here (certificates, config, bulk-seeded ledgers, then
@@ -15,7 +15,7 @@ import { bankName, type BenchOptions } from './options.js';
 // discovery by default: a dev agent (src/bench/consul.ts) in the same folder, the nodes register
 // with it and the gateway finds the banks through blocking queries, as in production.
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const ROOT = packageRoot(import.meta.url);
 
 /** How long a node may take to print its ready line. */
 export const NODE_READY_TIMEOUT_MS = 60_000;
@@ -96,13 +96,12 @@ interface Started {
 /**
  * Starts `bin/<bin> args`, output into `logFile`; resolves with the port of its ready line. With
  * `nodeFlags` (Node refuses --cpu-prof in NODE_OPTIONS) it runs what the bash wrapper runs, node
- * with the tsx loader and bin/<bin>.ts, with those flags added.
+ * and the compiled dist/bin/<bin>.js, with those flags added.
  */
 function startNode(bin: 'bank' | 'gateway', name: string, args: readonly string[], nodeFlags: readonly string[], logFile: string): Promise<Started> {
   const [file, argv] = nodeFlags.length === 0
     ? [path.join(ROOT, 'bin', bin), [...args]]
-    : [process.execPath, [...nodeFlags, '--disable-warning=ExperimentalWarning', '--import',
-      pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/esm/index.mjs')).href, path.join(ROOT, 'bin', `${bin}.ts`), ...args]];
+    : [process.execPath, [...nodeFlags, path.join(ROOT, 'dist', 'bin', `${bin}.js`), ...args]];
   const child = spawn(file, argv, { cwd: ROOT, env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
   const out = fs.createWriteStream(logFile);
   child.stderr!.pipe(out);
@@ -222,8 +221,8 @@ export async function launchSystem(o: BenchOptions, log: Log): Promise<BenchSyst
   const sets = o.sets.flatMap((s) => ['--set', s]);
   const flagsFor = (name: string): string[] => {
     if (!o.cpuProfDir) return [];
-    // One folder per node: the tsx loader thread writes its own profile next to the main thread's
-    // (CPU.<date>.<pid>.<thread>.cpuprofile; the main thread is thread 0).
+    // One folder per node: a profile's name (CPU.<date>.<pid>.<thread>.cpuprofile) does not say
+    // which node wrote it.
     const dir = path.resolve(o.cpuProfDir, name);
     fs.mkdirSync(dir, { recursive: true });
     return ['--cpu-prof', `--cpu-prof-dir=${dir}`];

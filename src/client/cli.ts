@@ -1,19 +1,8 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ConfigError, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
-import { balanceCommand } from './commands/balance.js';
-import { historyCommand } from './commands/history.js';
-import { loginCommand } from './commands/login.js';
-import { logoutCommand } from './commands/logout.js';
-import { queueCommand } from './commands/queue.js';
-import { statusCommand } from './commands/status.js';
-import { transferCommand } from './commands/transfer.js';
 import type { CommandFlags } from './commands/args.js';
-import { CliContext, writeError, type CliIo } from './context.js';
+import type { CliContext, CliIo } from './context.js';
 import { EXIT, exitCodeOf } from './exit-codes.js';
-import { ClientFailure, configFailure, usageFailure } from './failure.js';
-import { runInteractive } from './interactive.js';
-import { resolveGatewayAddress } from '../discovery/create.js';
 
 // bin/client: parses the command line, loads config, runs one subcommand (or the interactive menu),
 // prints the outcome and returns the exit code. All I/O goes through `io`, so tests can run it too.
@@ -113,27 +102,45 @@ const GLOBAL_OPTIONS: readonly string[] = ['json', 'config', 'set', 'gateway', '
 
 type Command = (ctx: CliContext, args: readonly string[], flags: CommandFlags) => Promise<number>;
 
+// Each command's module (and the libraries it needs: zod, gRPC, SQLite, winston) is imported only
+// when that command runs: start-up is most of a CLI call's time, and --help needs none of them.
 const COMMANDS: Readonly<Record<string, { readonly options: readonly string[]; readonly run: Command }>> = {
-  login: { options: ['password', 'password-stdin'], run: loginCommand },
-  balance: { options: [], run: balanceCommand },
-  transfer: { options: ['key', 'currency'], run: transferCommand },
-  status: { options: [], run: statusCommand },
-  history: { options: ['page-size', 'page-token', 'all'], run: historyCommand },
-  logout: { options: [], run: logoutCommand },
-  queue: { options: ['until-empty', 'timeout-ms'], run: queueCommand },
-  interactive: { options: [], run: (ctx, args) => runInteractive(ctx, args) },
+  login: {
+    options: ['password', 'password-stdin'],
+    run: async (ctx, args, flags) => (await import('./commands/login.js')).loginCommand(ctx, args, flags),
+  },
+  balance: { options: [], run: async (ctx, args) => (await import('./commands/balance.js')).balanceCommand(ctx, args) },
+  transfer: {
+    options: ['key', 'currency'],
+    run: async (ctx, args, flags) => (await import('./commands/transfer.js')).transferCommand(ctx, args, flags),
+  },
+  status: { options: [], run: async (ctx, args) => (await import('./commands/status.js')).statusCommand(ctx, args) },
+  history: {
+    options: ['page-size', 'page-token', 'all'],
+    run: async (ctx, args, flags) => (await import('./commands/history.js')).historyCommand(ctx, args, flags),
+  },
+  logout: { options: [], run: async (ctx, args) => (await import('./commands/logout.js')).logoutCommand(ctx, args) },
+  queue: {
+    options: ['until-empty', 'timeout-ms'],
+    run: async (ctx, args, flags) => (await import('./commands/queue.js')).queueCommand(ctx, args, flags),
+  },
+  interactive: { options: [], run: async (ctx, args) => (await import('./interactive.js')).runInteractive(ctx, args) },
 };
 
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   // Known before anything can fail, so even a usage error comes out as JSON when asked.
   const json = argv.includes('--json');
+  const parsed = parseCommandLine(argv);
+  if (parsed.ok && (parsed.values.help || parsed.positionals[0] === 'help')) {
+    io.stdout.write(HELP);
+    return EXIT.OK;
+  }
+  // The failure types import nice-grpc: loaded only past --help.
+  const { ClientFailure, usageFailure } = await import('./failure.js');
   let ctx: CliContext | undefined;
   try {
-    const { values, positionals, tokens } = parseCommandLine(argv);
-    if (values.help || positionals[0] === 'help') {
-      io.stdout.write(HELP);
-      return EXIT.OK;
-    }
+    if (!parsed.ok) throw usageFailure(`${parsed.message}; see bin/client --help`);
+    const { values, positionals, tokens } = parsed;
     const name = positionals[0] !== undefined && Object.hasOwn(COMMANDS, positionals[0]) ? positionals[0] : 'interactive';
     const command = COMMANDS[name]!;
     const args = name === 'interactive' && positionals[0] !== 'interactive' ? positionals : positionals.slice(1);
@@ -143,15 +150,18 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       }
     }
     if (name === 'interactive' && json) throw usageFailure('--json is for subcommands, not the interactive menu');
-    const config = loadClientConfig(values.config, values.set, io.env);
+    const config = await loadClientConfig(values.config, values.set, io.env);
     // No --gateway: with discovery.mode consul, a passing gateway from Consul (else client.gatewayAddress).
+    const { resolveGatewayAddress } = await import('../discovery/create.js');
     const address = values.gateway ?? await resolveGatewayAddress(config, { notice: (line) => io.stderr.write(`${line}\n`) });
+    const { CliContext } = await import('./context.js');
     ctx = new CliContext(io, config, json, address);
     const code = await command.run(ctx, args, values);
     if (QUEUE_NOTICE_COMMANDS.has(name)) noteWaitingPayments(ctx);
     return code;
   } catch (err) {
     if (!(err instanceof ClientFailure)) throw err;
+    const { writeError } = await import('./context.js');
     writeError(io, json, err);
     return exitCodeOf(err);
   } finally {
@@ -174,13 +184,15 @@ function parseCommandLine(argv: readonly string[]) {
   try {
     const parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true, tokens: true });
     const tokens = new Set(parsed.tokens.flatMap((t) => (t.kind === 'option' ? [t.name] : [])));
-    return { values: parsed.values, positionals: parsed.positionals, tokens };
+    return { ok: true as const, values: parsed.values, positionals: parsed.positionals, tokens };
   } catch (err) {
-    throw usageFailure(`${(err as Error).message.split('\n')[0]}; see bin/client --help`);
+    return { ok: false as const, message: (err as Error).message.split('\n')[0] ?? '' };
   }
 }
 
-function loadClientConfig(path: string | undefined, sets: string[] | undefined, env: NodeJS.ProcessEnv): Config {
+async function loadClientConfig(path: string | undefined, sets: string[] | undefined, env: NodeJS.ProcessEnv): Promise<Config> {
+  const { ConfigError, loadConfig } = await import('../config/load.js');
+  const { configFailure } = await import('./failure.js');
   try {
     return loadConfig({ path, sets, env });
   } catch (err) {
