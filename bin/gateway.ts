@@ -67,7 +67,7 @@ if (positionals[0] === 'unfinished') {
     process.stderr.write(`--limit must be a positive integer\n${USAGE}\n`);
     process.exit(2);
   }
-  const list = listUnfinished(config.gateway.dataDir, limit);
+  const list = await listUnfinished(config.gateway, limit);
   process.stdout.write(`${args.json ? toJson({ transfers: list }) : formatUnfinished(list)}\n`);
   process.exit(0);
 }

@@ -64,6 +64,8 @@ export const ConfigSchema = z.strictObject({
     host: host.default('127.0.0.1'),
     port: port.default(50050),
     dataDir: z.string().min(1).default('data/gateway'),
+    /** Backend of the coordinator log: `sqlite` = one file in dataDir (one gateway). */
+    store: z.enum(['sqlite']).default('sqlite'),
     tokenTtlSeconds: z.number().int().positive().default(3600),
     prepareTimeoutMs: positiveMs.default(5000),
     /** Deadline of one Commit/Abort call to a bank. */
@@ -93,7 +95,7 @@ export const ConfigSchema = z.strictObject({
     idempotencyPruneIntervalMs: positiveMs.default(60_000),
     /** Rows deleted per pruning transaction. */
     idempotencyPruneBatchMax: z.number().int().positive().max(100_000).default(1000),
-    /** Group commit: coordinator records written in one SQLite transaction (one fsync) at most. */
+    /** Group commit: coordinator records written in one transaction (one fsync) at most. */
     persistBatchMaxRecords: z.number().int().positive().max(100_000).default(1024),
     /** Group commit: how long a record waits for others; 0 = until the end of the event-loop turn. */
     persistBatchWindowMs: z.number().int().min(0).max(100).default(0),
@@ -139,6 +141,8 @@ export const ConfigSchema = z.strictObject({
     batchItemsMax: z.number().int().positive().max(10_000).default(1024),
     /** Group commit: 2PC operations performed in one SQLite transaction (one fsync) at most. */
     groupCommitOpsMax: z.number().int().positive().max(100_000).default(1024),
+    /** Group commit: how long an operation waits for others; 0 = until the end of the event-loop turn. */
+    groupCommitWindowMs: z.number().int().min(0).max(100).default(0),
     /** argon2 password checks running at once (each takes a CPU core for ~100 ms); more wait in a queue. */
     passwordChecksMax: z.number().int().positive().max(64).default(2),
     /** Password checks waiting for a slot; beyond it Authenticate answers RESOURCE_EXHAUSTED BANK_BUSY. */

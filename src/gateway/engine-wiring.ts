@@ -3,7 +3,7 @@ import { systemClock } from '../core/clock.js';
 import { systemRandom } from '../core/random.js';
 import type { Logger } from '../logging/logger.js';
 import type { BankClients } from './bank-clients.js';
-import { openGatewayStore } from './store.js';
+import { openTransferLog } from './store/open.js';
 import { TransferEngine } from './transfer-engine.js';
 import type { Transfers } from './transfers.js';
 
@@ -18,8 +18,8 @@ export interface TransfersDeps {
 
 export type OpenTransfers = (deps: TransfersDeps) => Promise<Transfers> | Transfers;
 
-export const openTransferEngine: OpenTransfers = ({ config, bankClients, logger }) => {
+export const openTransferEngine: OpenTransfers = async ({ config, bankClients, logger }) => {
   // The one real clock and random source of the transfer path.
-  const store = openGatewayStore(config.gateway.dataDir, { groupCommit: config.gateway, clock: systemClock });
+  const store = await openTransferLog(config.gateway, systemClock);
   return new TransferEngine({ store, bankClients, limits: config.gateway, logger, clock: systemClock, random: systemRandom() });
 };

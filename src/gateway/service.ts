@@ -133,7 +133,7 @@ export function createGatewayService(deps: GatewayServiceDeps): GatewayService {
     async getTransfer(request, context: AuthContext) {
       const key = validateIdempotencyKey(request.idempotencyKey);
       if (!key.ok) throw AppError.from(key);
-      const view = deps.transfers.get(accountOf(context.auth), key.value);
+      const view = await deps.transfers.get(accountOf(context.auth), key.value);
       if (!view) throw new AppError('TRANSFER_NOT_FOUND', `you have no transfer with idempotency key ${key.value}`);
       return { transfer: toTransfer(view) };
     },

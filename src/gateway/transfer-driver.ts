@@ -24,7 +24,7 @@ import { LegKind, Vote, TransactionState, type PrepareVote } from '../gen/bank/v
 import { statusName, statusOf } from '../grpc/errors.js';
 import { FILE_ONLY, type Logger } from '../logging/logger.js';
 import { BankBatches, type BatchClientSource } from './bank-batches.js';
-import type { OnDurable } from './store.js';
+import type { TransferLogWriter } from './store/transfer-log.js';
 
 // Executes the coordinator's effects and feeds what happens back to it as events (STYLE §1, §2).
 // Each transfer is a Run: its current phase, a queue of events, one tick timer and an
@@ -47,14 +47,6 @@ import type { OnDurable } from './store.js';
 /** Where banks are reached; BankClients implements it. */
 export type BankClientSource = BatchClientSource;
 
-/** The durable log of coordinator records; GatewayStore implements it (group commit). */
-export interface TransferLog {
-  /** Queues the record; `onDurable` runs once it is on disk (or with the error if it could not be written). */
-  enqueue(record: LogRecord, nowMs: number, onDurable?: OnDurable, urgent?: boolean): void;
-  /** Runs `listener` after each group commit, once its waiters have run. */
-  onFlushed?(listener: () => void): void;
-}
-
 export interface DriverLimits extends Limits {
   /** Deadline of one Commit/Abort call. */
   readonly phase2CallTimeoutMs: number;
@@ -68,7 +60,8 @@ export interface DriverLimits extends Limits {
 }
 
 export interface DriverOptions {
-  readonly log: TransferLog;
+  /** The durable coordinator log (either backend of store/). */
+  readonly log: TransferLogWriter;
   readonly bankClients: BankClientSource;
   readonly limits: DriverLimits;
   readonly logger: Logger;
@@ -122,7 +115,7 @@ export class TransferDriver {
     this.clock = options.clock;
     this.batches = new BankBatches(options.bankClients, options.limits, this.clock);
     // The sends that follow the records of a group commit leave right after it, not a turn later.
-    options.log.onFlushed?.(() => this.batches.sendAll());
+    options.log.onFlushed(() => this.batches.sendAll());
   }
 
   /** Transfers this driver is working on (before their reply or still in phase 2). */

@@ -1,0 +1,51 @@
+import type { AccountRef } from '../../core/transfer.js';
+import type { DurableTx, LogRecord } from '../../coordinator/types.js';
+
+// The gateway's durable coordinator log, as the driver, the engine, the coordinator service,
+// recovery and the admin commands see it. Two backends implement it: SQLite (store/sqlite.ts, the
+// embedded default) and PostgreSQL (store/postgres.ts, shared by several gateways). Callers
+// always `await` the reads: a backend may answer at once (SQLite) or after a round trip.
+
+export type Awaitable<T> = T | Promise<T>;
+
+/** Told when a queued record is durable (no error) or could not be written (error; nothing of it is on disk). */
+export type OnDurable = (err?: Error) => void;
+
+/** A stored transfer: its durable coordinator state plus bookkeeping. */
+export interface StoredTransfer extends DurableTx {
+  readonly updatedAtMs: number;
+}
+
+/** What the driver writes through: records in group commits. */
+export interface TransferLogWriter {
+  /**
+   * Queues the record for the next group commit; `onDurable` runs once it is on disk (or with the
+   * error if it could not be written). Records are written in the order queued. A record that is
+   * not `urgent` (nobody waits for it) rides along with the next urgent one.
+   */
+  enqueue(record: LogRecord, nowMs: number, onDurable?: OnDurable, urgent?: boolean): void;
+  /** Runs `listener` after each group commit, once its waiters have run. */
+  onFlushed(listener: () => void): void;
+}
+
+export interface TransferLog extends TransferLogWriter {
+  /** Writes every queued record now; resolves once they are durable. */
+  flush(): Promise<void>;
+  findByKey(owner: AccountRef, idempotencyKey: string): Awaitable<StoredTransfer | undefined>;
+  findById(txId: string): Awaitable<StoredTransfer | undefined>;
+  /** Every transfer not yet final, oldest first: the input of recovery. */
+  unfinished(): Awaitable<StoredTransfer[]>;
+  /** Unfinished (undecided or in-doubt) transfers for operators, oldest first, at most `limit`. */
+  listUnfinished(limit: number): Awaitable<StoredTransfer[]>;
+  /**
+   * Deletes at most `limit` final transfers that became final before `beforeMs`, oldest first, in
+   * one short transaction; returns how many. Unfinished transfers are never deleted.
+   */
+  pruneFinal(beforeMs: number, limit: number): Awaitable<number>;
+  readonly isOpen: boolean;
+  /** Writes what is still queued, then closes. */
+  close(): Awaitable<void>;
+}
+
+/** A read-only view for operator commands next to a running gateway. */
+export type TransferLogReader = Pick<TransferLog, 'listUnfinished' | 'findById' | 'close'>;
