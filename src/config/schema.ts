@@ -64,8 +64,20 @@ export const ConfigSchema = z.strictObject({
     host: host.default('127.0.0.1'),
     port: port.default(50050),
     dataDir: z.string().min(1).default('data/gateway'),
+    /** This gateway among several sharing one log (`--instance-id`): owner of its transfers, its Consul service id. */
+    instanceId: name.default('g1'),
     /** Backend of the coordinator log: `sqlite` = one file in dataDir (one gateway). */
     store: z.enum(['sqlite']).default('sqlite'),
+    /** Shared log: an owner that has not renewed its lease on a transfer for this long loses it to another gateway. */
+    leaseMs: positiveMs.min(500).max(600_000).default(3000),
+    /** Shared log: how often an owner renews the leases of all its unfinished transfers (one statement); well below leaseMs. */
+    leaseRenewIntervalMs: positiveMs.default(1000),
+    /** Shared log: how often a gateway looks for expired leases to take over. */
+    takeoverIntervalMs: positiveMs.default(1000),
+    /** Shared log: transfers taken over per look at most (the rest at the next one). */
+    takeoverBatchMax: z.number().int().positive().max(10_000).default(200),
+    /** A request for a transfer another gateway is running re-reads the shared log this often until it is decided. */
+    transferPollIntervalMs: positiveMs.max(10_000).default(50),
     tokenTtlSeconds: z.number().int().positive().default(3600),
     prepareTimeoutMs: positiveMs.default(5000),
     /** Deadline of one Commit/Abort call to a bank. */
@@ -188,6 +200,9 @@ export const ConfigSchema = z.strictObject({
 }).refine((c) => c.gateway.bankBatchMaxItems <= c.bank.batchItemsMax, {
   message: 'gateway.bankBatchMaxItems must be <= bank.batchItemsMax (a bank refuses larger batches)',
   path: ['gateway', 'bankBatchMaxItems'],
+}).refine((c) => c.gateway.leaseRenewIntervalMs * 2 <= c.gateway.leaseMs, {
+  message: 'gateway.leaseRenewIntervalMs must be at most half of gateway.leaseMs (one missed renewal must not lose a lease)',
+  path: ['gateway', 'leaseRenewIntervalMs'],
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

@@ -24,7 +24,7 @@ import { LegKind, Vote, TransactionState, type PrepareVote } from '../gen/bank/v
 import { statusName, statusOf } from '../grpc/errors.js';
 import { FILE_ONLY, type Logger } from '../logging/logger.js';
 import { BankBatches, type BatchClientSource } from './bank-batches.js';
-import type { TransferLogWriter } from './store/transfer-log.js';
+import { RecordRefused, type TransferLogWriter } from './store/transfer-log.js';
 
 // Executes the coordinator's effects and feeds what happens back to it as events (STYLE §1, §2).
 // Each transfer is a Run: its current phase, a queue of events, one tick timer and an
@@ -219,7 +219,8 @@ export class TransferDriver {
     const nowMs = this.clock.nowMs();
     if (!FORCED[record.type] || (record.type === 'decision' && record.decision === 'commit' && testBugs.commitBeforeDecisionDurable)) {
       this.options.log.enqueue(record, nowMs, (err) => {
-        if (err) this.options.logger.error('could not record phase-2 progress; recovery will repeat phase 2', { record: record.type, transactionId: run.phase.tx.id, error: err.message });
+        if (err instanceof RecordRefused) this.refused(run, record, err);
+        else if (err) this.options.logger.error('could not record phase-2 progress; recovery will repeat phase 2', { record: record.type, transactionId: run.phase.tx.id, error: err.message });
       }, false);
       return;
     }
@@ -232,6 +233,10 @@ export class TransferDriver {
   private persisted(run: Run, record: LogRecord, err: Error | undefined): void {
     run.waitingForDisk = false;
     if (run.done) return;
+    if (err instanceof RecordRefused) {
+      this.refused(run, record, err);
+      return;
+    }
     if (err) {
       this.failRun(run, err);
       return;
@@ -421,6 +426,27 @@ export class TransferDriver {
     }
     this.runs.delete(run.phase.tx.id);
     if (this.runs.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+
+  /**
+   * The shared log refused a record (several gateways): the key belongs to another transfer, or
+   * another gateway took this one over. Either way this run stops; nothing of the record was
+   * written. The caller hears the refusal itself for a taken key (the engine then waits for the
+   * other transfer), and TRANSFER_IN_PROGRESS when fenced (the new owner finishes it).
+   */
+  private refused(run: Run, record: LogRecord, refusal: RecordRefused): void {
+    if (run.done) return;
+    if (refusal.kind === 'key_taken') {
+      this.finish(run, refusal);
+      return;
+    }
+    // A refused ack or completion comes after this gateway's own durable commit decision: final.
+    const decidedHere = record.type === 'ack' || record.type === 'completed';
+    if (run.reply && decidedHere && run.phase.kind === 'committing') this.reply(run, { kind: 'committed' });
+    this.options.logger.warn('transfer taken over by another gateway; this one stops driving it', {
+      transactionId: run.phase.tx.id, phase: run.phase.kind, why: refusal.message,
+    });
+    this.finish(run, new AppError('TRANSFER_IN_PROGRESS', 'another gateway is finishing this transfer; retry with the same idempotency key'));
   }
 
   /**

@@ -1,5 +1,5 @@
 import { assert } from '../core/assert.js';
-import type { Clock, Timer } from '../core/clock.js';
+import { sleep, type Clock, type Timer } from '../core/clock.js';
 import { AppError } from '../core/errors.js';
 import { isName, isUuid, newTimeOrderedId } from '../core/ids.js';
 import { formatAmount, isCurrency } from '../core/money.js';
@@ -8,7 +8,8 @@ import { testBugs } from '../core/test-bugs.js';
 import type { AccountRef, TransferStatus, TransferView } from '../core/transfer.js';
 import { isFinal, recover, step, type DurableState, type Outcome, type Tx } from '../coordinator/index.js';
 import type { Logger } from '../logging/logger.js';
-import type { StoredTransfer, TransferLog } from './store/transfer-log.js';
+import { LeaseKeeper } from './leases.js';
+import { RecordRefused, type StoredTransfer, type TransferLog } from './store/transfer-log.js';
 import { TransferDriver, type BankClientSource, type DriverLimits } from './transfer-driver.js';
 import type { CreateTransferInput, Decided, Transfers } from './transfers.js';
 
@@ -23,6 +24,12 @@ export interface TransferEngineLimits extends DriverLimits {
   readonly idempotencyRetentionHours: number;
   /** How often expired keys are pruned. */
   readonly idempotencyPruneIntervalMs: number;
+  /** How often a request waiting on a transfer another gateway runs re-reads the log. */
+  readonly transferPollIntervalMs: number;
+  /** Shared log only (several gateways): lease upkeep. */
+  readonly leaseRenewIntervalMs: number;
+  readonly takeoverIntervalMs: number;
+  readonly takeoverBatchMax: number;
   /** Rows deleted per pruning transaction (a short write lock each). */
   readonly idempotencyPruneBatchMax: number;
 }
@@ -64,6 +71,8 @@ export class TransferEngine implements Transfers {
   private readonly inFlight = new Map<string, InFlight>();
   private state: EngineState = 'new';
   private pruneTimer: Timer | undefined;
+  /** Present when the log is shared with other gateways. */
+  private readonly leaseKeeper: LeaseKeeper | undefined;
 
   constructor(options: TransferEngineOptions) {
     const { limits } = options;
@@ -84,6 +93,23 @@ export class TransferEngine implements Transfers {
       clock: this.clock,
       random: this.random,
     });
+    const { leases } = options.store;
+    this.leaseKeeper = leases && new LeaseKeeper(leases, limits, this.clock, this.logger, (rows) => this.resume(rows));
+  }
+
+  /**
+   * Drives transfers read from the log (recovery at start, or taken over from another gateway):
+   * presumed abort for undecided ones, phase 2 for decided ones. One already driven here (its
+   * lease lapsed while this gateway was slow and it took it back) just goes on.
+   */
+  private resume(rows: readonly StoredTransfer[]): void {
+    const { phases, effects } = recover(rows);
+    for (const [txId, phase] of phases) {
+      if (this.driver.isActive(txId)) continue;
+      const todo = effects.get(txId) ?? [];
+      if (isFinal(phase) && todo.length === 0) continue;
+      this.driver.run(phase, todo);
+    }
   }
 
   /** Transfers being driven now (answer pending or phase 2 in progress). */
@@ -93,18 +119,22 @@ export class TransferEngine implements Transfers {
 
   async start(): Promise<void> {
     assert(this.state === 'new', `transfer engine: start() while ${this.state}`);
-    const rows = await this.store.unfinished();
-    const { phases, effects } = recover(rows);
+    // With a shared log, this gateway recovers only what it can claim: expired leases (its own
+    // from before a crash, or anyone's); transfers other live gateways are driving stay theirs.
+    const rows = this.leaseKeeper ? [] : await this.store.unfinished();
     const undecided = rows.filter((r) => r.state === 'preparing').length;
-    for (const [txId, phase] of phases) {
-      const todo = effects.get(txId) ?? [];
-      if (isFinal(phase) && todo.length === 0) continue;
-      this.driver.run(phase, todo);
-    }
+    this.resume(rows);
     // Presumed-abort decisions are durable before start() resolves (their Aborts leave after this).
     await this.store.flush();
     this.state = 'running';
-    this.logger.info('transfer recovery done', { unfinished: rows.length, presumedAborted: undecided, resumed: this.driver.active });
+    if (this.leaseKeeper) {
+      const taken = await this.leaseKeeper.takeOverOnce();
+      await this.store.flush();
+      this.leaseKeeper.start();
+      this.logger.info('transfer recovery done (shared log)', { instance: this.store.leases?.instanceId, takenOver: taken, resumed: this.driver.active });
+    } else {
+      this.logger.info('transfer recovery done', { unfinished: rows.length, presumedAborted: undecided, resumed: this.driver.active });
+    }
     await this.pruneExpired();
     this.schedulePrune();
   }
@@ -183,6 +213,7 @@ export class TransferEngine implements Transfers {
   private async lookupAndRun(owner: AccountRef, input: CreateTransferInput, started: (tx: Tx) => void): Promise<TransferView> {
     const stored = await this.store.findByKey(owner, input.idempotencyKey);
     if (this.state !== 'running') throw new AppError('SHUTTING_DOWN', 'the gateway is shutting down; retry shortly');
+    if (stored?.state === 'preparing') return this.awaitStored(owner, input);
     if (stored && !(testBugs.replayStartsSecondTransfer && isFinalState(stored.state))) return this.replay(stored, input);
 
     if (this.driver.active >= this.limits.inFlightTransfersMax) {
@@ -200,7 +231,34 @@ export class TransferEngine implements Transfers {
       createdAtMs: this.clock.nowMs(),
     };
     started(tx);
-    return viewOrThrow(tx, await this.begin(tx));
+    try {
+      return viewOrThrow(tx, await this.begin(tx));
+    } catch (err) {
+      // Another gateway claimed the key between our lookup and our begin record: its transfer is
+      // the one; wait for its outcome like any duplicate.
+      if (err instanceof RecordRefused && err.kind === 'key_taken') return this.awaitStored(owner, input);
+      throw err;
+    }
+  }
+
+  /**
+   * The answer of a transfer this gateway is not running (another gateway runs it, or its owner
+   * crashed and a takeover will decide it): re-read the log until it is decided, at most as long
+   * as the first request's own bound, then TRANSFER_IN_PROGRESS.
+   */
+  private async awaitStored(owner: AccountRef, input: CreateTransferInput): Promise<TransferView> {
+    const untilMs = this.clock.nowMs() + this.limits.prepareTimeoutMs + this.limits.replyAckWaitMs;
+    for (;;) {
+      const stored = await this.store.findByKey(owner, input.idempotencyKey);
+      // Gone: pruned after it was final, long ago; a key is never freed while its transfer runs.
+      assert(stored, `transfer with key ${input.idempotencyKey} vanished from the log while running`);
+      if (stored.state !== 'preparing') return this.replay(stored, input);
+      assertSameParams(stored.tx, stored.tx.idempotencyKey, input);
+      if (this.clock.nowMs() >= untilMs || this.state !== 'running') {
+        throw new AppError('TRANSFER_IN_PROGRESS', 'a transfer with this idempotency key is still running; retry shortly with the same key');
+      }
+      await sleep(this.clock, this.limits.transferPollIntervalMs);
+    }
   }
 
   async get(owner: AccountRef, idempotencyKey: string): Promise<TransferView | undefined> {
@@ -221,6 +279,7 @@ export class TransferEngine implements Transfers {
     if (this.state === 'stopped' || this.state === 'stopping') return;
     this.state = 'stopping';
     this.pruneTimer?.cancel();
+    // Keep renewing through the grace period: the transfers still finishing here stay ours.
     // In-flight answers and phase-2 work both get the grace period; what is left is resumed by
     // recovery at the next start.
     let timer: Timer | undefined;
@@ -228,6 +287,7 @@ export class TransferEngine implements Transfers {
     const answered = Promise.allSettled([...this.inFlight.values()].map((e) => e.answer));
     await Promise.race([Promise.all([answered, this.driver.idle()]), grace]);
     timer?.cancel();
+    this.leaseKeeper?.stop();
     this.driver.stop();
     await this.store.close();
     this.state = 'stopped';
@@ -274,8 +334,7 @@ export class TransferEngine implements Transfers {
         assert(stored.failure, `transfer ${stored.tx.id} is ${stored.state} without a failure`);
         throw AppError.from(stored.failure);
       case 'preparing':
-        // Undecided and not running in this process (recovery decides every such row at start,
-        // so only a run that failed mid-way leaves one): the next start resolves it.
+        // Undecided and not running here (awaitStored waits for such a transfer first).
         throw new AppError('TRANSFER_IN_PROGRESS', 'a transfer with this idempotency key is not finished yet; retry later with the same key');
     }
   }

@@ -43,9 +43,47 @@ export interface TransferLog extends TransferLogWriter {
    */
   pruneFinal(beforeMs: number, limit: number): Awaitable<number>;
   readonly isOpen: boolean;
+  /** Present when several gateways may share this log (PostgreSQL). */
+  readonly leases?: TransferLeases;
   /** Writes what is still queued, then closes. */
   close(): Awaitable<void>;
 }
 
 /** A read-only view for operator commands next to a running gateway. */
 export type TransferLogReader = Pick<TransferLog, 'listUnfinished' | 'findById' | 'close'>;
+
+// Several gateways share the PostgreSQL log. Two refusals are then expected outcomes, not bugs
+// (the SQLite backend, with one gateway, never gives them):
+
+export type RefusalKind =
+  /** A begin record: another transfer of this owner already holds the idempotency key. */
+  | 'key_taken'
+  /** The transfer is owned by another gateway now (its epoch moved on): stop driving it. */
+  | 'fenced';
+
+/** Given to a record's waiter (OnDurable) when the shared log refused it; nothing of it was written. */
+export class RecordRefused extends Error {
+  override readonly name = 'RecordRefused';
+  constructor(
+    readonly kind: RefusalKind,
+    readonly txId: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Ownership of unfinished transfers when several gateways share the log: each names its owner
+ * instance, an epoch and a lease expiry (the database's clock). The owner renews its leases; any
+ * instance takes over expired ones, which bumps their epoch so that the old owner's writes are
+ * refused (RecordRefused 'fenced').
+ */
+export interface TransferLeases {
+  /** This gateway's instance id (the owner it writes). */
+  readonly instanceId: string;
+  /** Extends the lease of every unfinished transfer this instance owns, in one statement; returns how many. */
+  renew(): Promise<number>;
+  /** Claims at most `limit` unfinished transfers whose lease expired (epoch + 1) and returns them, oldest first. */
+  takeOverExpired(limit: number): Promise<StoredTransfer[]>;
+}
