@@ -76,6 +76,10 @@ export const ConfigSchema = z.strictObject({
     takeoverIntervalMs: positiveMs.default(1000),
     /** Shared log: transfers taken over per look at most (the rest at the next one). */
     takeoverBatchMax: z.number().int().positive().max(10_000).default(200),
+    /** Shared log: how often each gateway re-reads the logouts made at the others (a revoked token is refused everywhere within about this). */
+    revocationSyncIntervalMs: positiveMs.max(10_000).default(250),
+    /** Shared log: a revocation list not re-read for this long is not trusted; token checks then ask the database. */
+    revocationMaxStalenessMs: positiveMs.max(60_000).default(1000),
     /** A request for a transfer another gateway is running re-reads the shared log this often until it is decided. */
     transferPollIntervalMs: positiveMs.max(10_000).default(50),
     tokenTtlSeconds: z.number().int().positive().default(3600),
