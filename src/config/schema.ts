@@ -66,8 +66,28 @@ export const ConfigSchema = z.strictObject({
     dataDir: z.string().min(1).default('data/gateway'),
     /** This gateway among several sharing one log (`--instance-id`): owner of its transfers, its Consul service id. */
     instanceId: name.default('g1'),
-    /** Backend of the coordinator log: `sqlite` = one file in dataDir (one gateway). */
-    store: z.enum(['sqlite']).default('sqlite'),
+    /**
+     * Backend of the coordinator log: `sqlite` = one file in dataDir (one gateway); `postgres` = a
+     * database several gateways share (log, logouts, token verify keys), see gateway.postgres.
+     */
+    store: z.enum(['sqlite', 'postgres']).default('sqlite'),
+    postgres: z.strictObject({
+      host: host.default('127.0.0.1'),
+      port: port.default(5432),
+      database: z.string().min(1).default('payments'),
+      user: z.string().min(1).default('payments'),
+      /** Name of the environment variable holding the password (never the password itself). */
+      passwordEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
+      /** A file holding the password; it must not be readable by group or others (0600). */
+      passwordFile: z.string().min(1).optional(),
+      /** TLS to PostgreSQL (verified against the system's CAs). */
+      ssl: z.boolean().default(false),
+      /** Connections at most (group commits, reads, leases). */
+      poolMax: z.number().int().min(2).max(200).default(10),
+      connectTimeoutMs: positiveMs.default(5000),
+      /** Longest a statement may run before PostgreSQL cancels it. */
+      statementTimeoutMs: positiveMs.default(10_000),
+    }).prefault({}),
     /** Shared log: an owner that has not renewed its lease on a transfer for this long loses it to another gateway. */
     leaseMs: positiveMs.min(500).max(600_000).default(3000),
     /** Shared log: how often an owner renews the leases of all its unfinished transfers (one statement); well below leaseMs. */

@@ -1,19 +1,26 @@
 import path from 'node:path';
 import type { Config } from '../../config/schema.js';
-import type { Clock } from '../../core/clock.js';
-import { GATEWAY_DB_FILE, openSqliteLog, openSqliteLogReadOnly } from './sqlite.js';
-import type { TransferLog, TransferLogReader } from './transfer-log.js';
+import { systemClock } from '../../core/clock.js';
+import { silentLogger } from '../../logging/logger.js';
+import { connectPostgres } from './postgres-connect.js';
+import { PostgresTransferLog } from './postgres.js';
+import { GATEWAY_DB_FILE, openSqliteLogReadOnly } from './sqlite.js';
+import type { TransferLogReader } from './transfer-log.js';
 
-// The one place that picks the transfer log's backend (config gateway.store).
-
-/** Opens the gateway's transfer log for writing. */
-export async function openTransferLog(gateway: Config['gateway'], clock: Clock): Promise<TransferLog> {
-  return openSqliteLog(gateway.dataDir, { groupCommit: gateway, clock });
-}
+// Operators' read-only view of the transfer log, for the configured backend (config gateway.store).
+// The gateway itself opens its log in gateway/state.ts.
 
 /** Opens the transfer log read-only, for operator commands next to a running gateway. */
 export async function openTransferLogReader(gateway: Config['gateway']): Promise<TransferLogReader> {
-  return openSqliteLogReadOnly(gateway.dataDir);
+  if (gateway.store === 'sqlite') return openSqliteLogReadOnly(gateway.dataDir);
+  const pool = await connectPostgres(gateway.postgres, silentLogger(), `payments-admin-${gateway.instanceId}`);
+  // Never enqueues: its group commit and leases are never used.
+  const log = new PostgresTransferLog({ pool, instanceId: gateway.instanceId, leaseMs: gateway.leaseMs, groupCommit: gateway, clock: systemClock });
+  return {
+    findById: (txId) => log.findById(txId),
+    listUnfinished: (limit) => log.listUnfinished(limit),
+    close: () => pool.end(),
+  };
 }
 
 /** Where the embedded log lives (operators' messages). */
