@@ -82,7 +82,8 @@ if (positionals[0] === 'rotate-key' || args['rotate-key']) {
   }
   process.stderr.write(`${line}\n`);
 }
-const logger = createLogger({ node: 'gateway', ...config.logging });
+// Several instances share the log folder when they share a database: one file each.
+const logger = createLogger({ node: config.gateway.store === 'postgres' ? `gateway-${config.gateway.instanceId}` : 'gateway', ...config.logging });
 const setup = await createDiscovery(config, logger, 'gateway');
 const { discovery } = setup;
 

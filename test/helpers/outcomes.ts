@@ -1,5 +1,6 @@
 import { ClientError, Status, type Metadata } from 'nice-grpc';
 import { Ledger } from '../../src/bank/ledger.js';
+import { ConfigSchema } from '../../src/config/schema.js';
 import { listUnfinished } from '../../src/gateway/admin.js';
 import { reasonOf } from '../../src/grpc/errors.js';
 import type { Cluster } from './cluster.js';
@@ -94,7 +95,7 @@ export function inDoubtAt(cluster: Cluster, bank: string): string[] {
 
 /** Unfinished transfers in the gateway's store. */
 export async function unfinishedAtGateway(cluster: Cluster): Promise<string[]> {
-  return (await listUnfinished(cluster.config.gateway, 1000)).map((t) => `${t.transactionId}:${t.state}:${t.awaiting.join('+')}`);
+  return (await listUnfinished(ConfigSchema.parse(cluster.config).gateway, 1000)).map((t) => `${t.transactionId}:${t.state}:${t.awaiting.join('+')}`);
 }
 
 /** Everything still in flight anywhere: empty when the system has settled. */

@@ -14,8 +14,14 @@ import type { TransferLogReader } from './transfer-log.js';
 export async function openTransferLogReader(gateway: Config['gateway']): Promise<TransferLogReader> {
   if (gateway.store === 'sqlite') return openSqliteLogReadOnly(gateway.dataDir);
   const pool = await connectPostgres(gateway.postgres, silentLogger(), `payments-admin-${gateway.instanceId}`);
-  // Never enqueues: its group commit and leases are never used.
-  const log = new PostgresTransferLog({ pool, instanceId: gateway.instanceId, leaseMs: gateway.leaseMs, groupCommit: gateway, clock: systemClock });
+  let log: PostgresTransferLog;
+  try {
+    // Never enqueues: its group commit and leases are never used.
+    log = new PostgresTransferLog({ pool, instanceId: gateway.instanceId, leaseMs: gateway.leaseMs, groupCommit: gateway, clock: systemClock });
+  } catch (err) {
+    await pool.end();
+    throw err;
+  }
   return {
     findById: (txId) => log.findById(txId),
     listUnfinished: (limit) => log.listUnfinished(limit),
