@@ -6,13 +6,16 @@ CONFIG ?= config.json
 CERTS ?= certs
 RUN := data/run
 
-.PHONY: help install gen build lint typecheck certs seed gateway bank client demo up stop status test clean consul consul-install consul-stop chaos sim
+.PHONY: help install gen build lint typecheck certs seed gateway bank client demo up stop status test clean consul consul-install consul-stop chaos sim postgres postgres-stop cluster demo-cluster
 
 help:
 	@echo "make demo              install, generate, certs, start 2 banks + gateway, show a transfer"
 	@echo "make test              install, generate, build, buf lint, tsc, all tests (what CI runs)"
 	@echo "make build             compile to dist/ (tsc; the client bundled by esbuild); bin/* run it"
 	@echo "make up / make stop    start / stop the demo system in the background"
+	@echo "make demo-cluster      PostgreSQL + 2 banks + 2 gateways; kill one gateway, the other finishes its work"
+	@echo "make cluster           start that cluster in the background (make stop stops it)"
+	@echo "make postgres          a local PostgreSQL in data/postgres (scripts/pg-dev.sh), prints its URL"
 	@echo "make gateway           run the gateway in the foreground"
 	@echo "make bank NAME=BankA   run one bank in the foreground"
 	@echo "make client            interactive client (make client ARGS='balance')"
@@ -94,6 +97,21 @@ status:
 
 demo: up
 	env $$(cat $(RUN)/discovery.env 2>/dev/null) scripts/demo.sh $(CONFIG)
+
+postgres:
+	scripts/pg-dev.sh start data/postgres >/dev/null
+	scripts/pg-dev.sh url data/postgres
+
+postgres-stop:
+	scripts/pg-dev.sh stop data/postgres
+
+# Several gateways over one PostgreSQL; data/run/cluster.env carries the settings.
+cluster: seed
+	scripts/consul-up.sh $(CERTS)
+	scripts/up-cluster.sh $(CONFIG) $(BANKS)
+
+demo-cluster: cluster
+	scripts/demo-cluster.sh $(CONFIG)
 
 test: build lint typecheck
 	npm test --silent

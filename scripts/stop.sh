@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stops the nodes started by scripts/up.sh: gateway first, then banks (SIGTERM, graceful).
+# Stops the nodes started by scripts/up.sh (and up-cluster.sh): gateways first, then banks
+# (SIGTERM, graceful), then the cluster's PostgreSQL.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 run=data/run
@@ -16,5 +17,9 @@ stop() {
   rm -f "$pidf"
 }
 [ -f "$run/gateway.pid" ] && stop "$run/gateway.pid"
+for f in "$run"/gateway-*.pid; do [ -f "$f" ] && stop "$f"; done
 for f in "$run"/*.pid; do [ -f "$f" ] && stop "$f"; done
+# The cluster's database (make cluster), after every gateway is gone.
+if [ -f data/postgres/data/postmaster.pid ]; then scripts/pg-dev.sh stop data/postgres && echo "stopped postgres"; fi
+rm -f "$run/cluster.env"
 exit 0

@@ -2,6 +2,8 @@
 # Starts every bank and then the gateway in the background (pids and output in data/run/),
 # waiting for each one's ready line. Nodes already running are left alone.
 # Usage: scripts/up.sh CONFIG BANK...
+#   GATEWAYS="g1:50050 g2:50060": several gateway instances (ID:PORT, data in data/gateway-ID)
+#   instead of the one gateway (scripts/up-cluster.sh sets it, with the shared database).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config=${1:?usage: up.sh CONFIG BANK...}
@@ -34,4 +36,11 @@ start() { # start NAME CMD...
 }
 
 for b in "$@"; do start "$b" bin/bank --config "$config" --name "$b"; done
-start gateway bin/gateway --config "$config"
+if [ -n "${GATEWAYS:-}" ]; then
+  for g in $GATEWAYS; do
+    id=${g%%:*} port=${g##*:}
+    start "gateway-$id" bin/gateway --config "$config" --instance-id "$id" --port "$port" --data-dir "data/gateway-$id"
+  done
+else
+  start gateway bin/gateway --config "$config"
+fi

@@ -34,7 +34,8 @@ describe('consul: registration, health, discovery and trust with a real agent', 
   const gw = () => cluster.gatewayClient();
   const transfer = (to: [string, string], amountMinor: bigint, key: string = randomUUID()) =>
     gw().createTransfer({ idempotencyKey: key, toBank: to[0], toUsername: to[1], amountMinor, currency: 'EUR' }, { metadata: alice });
-  const gatewayId = () => `${GATEWAY_SERVICE}-${cluster.config.gateway.port}`;
+  // One service id per gateway instance (gateway.instanceId, default g1).
+  const gatewayId = () => `${GATEWAY_SERVICE}-g1`;
   const balance = async (bank: string, user: string) => (await cluster.balanceOf(bank, user)).balanceMinor;
 
   before(async () => {
