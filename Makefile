@@ -6,7 +6,7 @@ CONFIG ?= config.json
 CERTS ?= certs
 RUN := data/run
 
-.PHONY: help install gen build lint typecheck certs seed gateway bank client demo up stop status test clean consul consul-install consul-stop chaos sim postgres postgres-stop cluster demo-cluster
+.PHONY: help install gen build lint typecheck certs seed gateway bank client demo up stop status test clean consul consul-install consul-stop chaos sim postgres postgres-stop cluster demo-cluster chaos-cluster
 
 help:
 	@echo "make demo              install, generate, certs, start 2 banks + gateway, show a transfer"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench             benchmark: launch 2 banks + gateway, C=32 for 10 s (BENCH_ARGS='-c 8 --json')"
 	@echo "make bench-sweep       C = 1, 8, 32, 128; table into docs/benchmarks.md (BENCH_LABEL, BENCH_ARGS)"
 	@echo "make chaos             the chaos test for CHAOS_SECONDS (default 600), seed CHAOS_SEED (default random)"
+	@echo "make chaos-cluster     the same with 3 gateways on PostgreSQL (gateways and banks killed)"
 	@echo "make sim               deterministic simulation: 2000 seeds (SIM_SEED=n one seed, SIM_SECONDS=N soak, SIM_SCENARIOS, SIM_JOBS)"
 	@echo "make consul            install Consul into ./tools if missing, start a local dev agent (http $(CONSUL_HTTP_PORT))"
 	@echo "make consul-stop       stop that agent"
@@ -128,7 +129,11 @@ bench-sweep: build
 
 # The chaos test alone, longer than in `make test`: CHAOS_SECONDS=600 CHAOS_SEED=123 make chaos
 chaos: build
-	CHAOS_SECONDS=$${CHAOS_SECONDS:-600} npx mocha test/integration/chaos.test.ts
+	CHAOS_MODE=single CHAOS_SECONDS=$${CHAOS_SECONDS:-600} npx mocha test/integration/chaos.test.ts
+
+# The cluster mode alone: 3 gateways on PostgreSQL, 3 banks, gateways and banks SIGKILLed.
+chaos-cluster: build
+	CHAOS_MODE=cluster CHAOS_CLUSTER_SECONDS=$${CHAOS_SECONDS:-600} npx mocha test/integration/chaos.test.ts
 
 # One process per core, one seed per scenario; SIM_SEED=n replays one scenario and prints its trace hash.
 sim: gen

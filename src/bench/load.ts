@@ -75,9 +75,12 @@ export class Load {
     if (!amount.ok) throw new Error(amount.message);
     this.amount = amount.value;
     const tls = loadTls(plan.certsDir, plan.identity);
+    // Several gateway instances (comma-separated): channel i goes to instance i mod n, and the
+    // sessions, spread over the channels, over the instances.
+    const addresses = plan.gatewayAddress.split(',');
     for (let i = 0; i < plan.channels; i++) {
       // A new credentials object per channel: grpc-js then opens a separate connection for each.
-      this.clients.push(createNodeClient(GatewayServiceDefinition, plan.gatewayAddress, tls, silentLogger(), {
+      this.clients.push(createNodeClient(GatewayServiceDefinition, addresses[i % addresses.length]!, tls, silentLogger(), {
         callTimeoutMs: plan.callTimeoutMs,
         // No retries: the benchmark reports every failure instead of hiding it.
         retryMaxAttempts: 1,

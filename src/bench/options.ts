@@ -52,6 +52,10 @@ export interface BenchOptions {
    * register with it and the gateway finds the banks through it; 'static' puts the addresses in the config.
    */
   readonly discovery: 'consul' | 'static';
+  /** The launched gateways' log: 'sqlite' (one gateway, a file) or 'postgres' (a server started in the bench folder). */
+  readonly store: 'sqlite' | 'postgres';
+  /** Gateway instances launched (more than one needs the postgres store); sessions are spread over them. */
+  readonly gateways: number;
   /** `--set key=value` passed on to every launched node. */
   readonly sets: readonly string[];
   readonly json: boolean;
@@ -87,6 +91,10 @@ system (launched unless --config is given):
   --discovery MODE         consul: a Consul dev agent on free ports, nodes register, the gateway
                            discovers the banks through it (default; static with a NOTICE if Consul
                            cannot be installed or started) | static: addresses in the config
+  --store sqlite|postgres  the gateway's log (default sqlite); postgres starts a PostgreSQL server in
+                           the bench folder (scripts/pg-dev.sh) and reports its CPU
+  --gateways N             gateway instances sharing that database (default 1; > 1 needs postgres);
+                           the sessions are spread over them
   --set key=value          config override for every node (repeatable)
   --config FILE            target the running system of this config.json (accounts must exist)
   --pid NAME=PID           a targeted node's process id, for CPU accounting (repeatable)
@@ -126,6 +134,7 @@ export const BENCH_LIMITS = {
   historyRowsMax: 100_000_000,
   workersMax: 64,
   channelsMax: 256,
+  gatewaysMax: 8,
 } as const;
 
 export function parseAmountDist(text: string): Result<AmountDist> {
@@ -191,6 +200,8 @@ export function parseBenchArgs(argv: readonly string[]): Result<ParsedCommand> {
         pid: { type: 'string', multiple: true },
         'cpu-prof': { type: 'string' },
         discovery: { type: 'string' },
+        store: { type: 'string' },
+        gateways: { type: 'string' },
         set: { type: 'string', multiple: true },
         json: { type: 'boolean' },
         docs: { type: 'string' },
@@ -225,6 +236,7 @@ export function parseBenchArgs(argv: readonly string[]): Result<ParsedCommand> {
     workers: intIn('--workers', v.workers, DEFAULTS.workers, 1, BENCH_LIMITS.workersMax),
     channels: intIn('--channels', v.channels, DEFAULTS.channels, 1, BENCH_LIMITS.channelsMax),
     callTimeoutMs: intIn('--call-timeout-ms', v['call-timeout-ms'], DEFAULTS.callTimeoutMs, 1, 600_000),
+    gateways: intIn('--gateways', v.gateways, 1, 1, BENCH_LIMITS.gatewaysMax),
   };
   for (const r of Object.values(ints)) if (!r.ok) return r;
   const n = Object.fromEntries(Object.entries(ints).map(([k, r]) => [k, (r as { value: number }).value])) as Record<keyof typeof ints, number>;
@@ -258,8 +270,12 @@ export function parseBenchArgs(argv: readonly string[]): Result<ParsedCommand> {
   }
   const discovery = v.discovery ?? 'consul';
   if (discovery !== 'consul' && discovery !== 'static') return fail('INVALID_ARGUMENT', `--discovery "${discovery}": use consul or static`);
-  if (v.config !== undefined && (v.dir !== undefined || n.historyRows > 0 || v['cpu-prof'] !== undefined || v.discovery !== undefined)) {
-    return fail('INVALID_ARGUMENT', '--dir, --history, --cpu-prof and --discovery apply to a launched system, not with --config');
+  const store = v.store ?? 'sqlite';
+  if (store !== 'sqlite' && store !== 'postgres') return fail('INVALID_ARGUMENT', `--store "${store}": use sqlite or postgres`);
+  if (n.gateways > 1 && store !== 'postgres') return fail('INVALID_ARGUMENT', `--gateways ${n.gateways} needs --store postgres (instances share its log)`);
+  if (v.config !== undefined && (v.dir !== undefined || n.historyRows > 0 || v['cpu-prof'] !== undefined || v.discovery !== undefined
+    || v.store !== undefined || v.gateways !== undefined)) {
+    return fail('INVALID_ARGUMENT', '--dir, --history, --cpu-prof, --discovery, --store and --gateways apply to a launched system, not with --config');
   }
   return ok({
     command: 'run',
@@ -278,6 +294,7 @@ export function parseBenchArgs(argv: readonly string[]): Result<ParsedCommand> {
       pids,
       cpuProfDir: v['cpu-prof'],
       discovery,
+      store,
       sets: v.set ?? [],
       json: v.json ?? false,
       docs: v.docs,

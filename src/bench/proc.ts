@@ -30,6 +30,29 @@ export function cpuSecondsOf(pid: number): number | undefined {
   return parseStatCpuSeconds(text, clockTicksPerSecond());
 }
 
+/**
+ * CPU seconds of a process and its direct children (PostgreSQL: the postmaster and one backend per
+ * connection); children that already exited are not counted.
+ */
+export function cpuSecondsOfTree(pid: number): number | undefined {
+  const own = cpuSecondsOf(pid);
+  if (own === undefined) return undefined;
+  let total = own;
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    // Field 4 (ppid) is rest[1] after the parenthesised command name.
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (ppid === pid) total += parseStatCpuSeconds(stat, clockTicksPerSecond());
+  }
+  return total;
+}
+
 /** utime (field 14) + stime (field 15) of a /proc/<pid>/stat line, in seconds. */
 export function parseStatCpuSeconds(stat: string, ticks: number): number {
   // The command name (field 2) is in parentheses and may contain spaces: count fields after ")".

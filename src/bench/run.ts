@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LiveCounts, WorkerPlan } from './load.js';
 import { formatAmountDist, type BenchOptions } from './options.js';
-import { cpuSecondsOf, machineInfo, type MachineInfo } from './proc.js';
+import { cpuSecondsOf, cpuSecondsOfTree, machineInfo, type MachineInfo } from './proc.js';
 import { mergeWindows, summarizeLatencies, totalOf, type Counts, type LatencySummary, type WindowResult } from './stats.js';
 import { launchSystem, targetSystem, type BenchSystem, type MoneyTotals, type NodeRef } from './system.js';
 import type { FromWorker, ToWorker } from './worker.js';
@@ -111,7 +111,7 @@ function onceFrom(w: Worker, type: FromWorker['type'], timeoutMs: number): Promi
 function cpuSnapshot(refs: readonly NodeRef[]): Map<string, number> {
   const m = new Map<string, number>();
   for (const r of refs) {
-    const s = cpuSecondsOf(r.pid);
+    const s = r.tree ? cpuSecondsOfTree(r.pid) : cpuSecondsOf(r.pid);
     if (s !== undefined) m.set(r.name, s);
   }
   const self = process.cpuUsage();
@@ -160,7 +160,8 @@ export async function runPoint(system: BenchSystem, o: BenchOptions, concurrency
       password: o.password,
       currency: o.currency,
       sessions: Array.from({ length: concurrency }, (_, s) => s).filter((s) => s % workerCount === k),
-      channels: o.channels,
+      // At least one connection per gateway instance, so that every instance gets sessions.
+      channels: Math.max(o.channels, system.gatewayAddress.split(',').length),
       callTimeoutMs: o.callTimeoutMs,
       sameBankShare: o.sameBankShare,
       amount: formatAmountDist(o.amount),
@@ -170,7 +171,8 @@ export async function runPoint(system: BenchSystem, o: BenchOptions, concurrency
     const ready = workers.map((w) => onceFrom(w, 'ready', LOGIN_TIMEOUT_MS));
     workers.forEach((w, k) => w.child.send({ type: 'plan', plan: planOf(k) } satisfies ToWorker));
     await Promise.all(ready);
-    log(`C=${concurrency}: ${concurrency} sessions logged in (${workerCount} worker${workerCount === 1 ? '' : 's'}, ${o.channels} channel${o.channels === 1 ? '' : 's'} each) in ${((Date.now() - loginStarted) / 1000).toFixed(1)} s`);
+    const channels = Math.max(o.channels, system.gatewayAddress.split(',').length);
+    log(`C=${concurrency}: ${concurrency} sessions logged in (${workerCount} worker${workerCount === 1 ? '' : 's'}, ${channels} channel${channels === 1 ? '' : 's'} each) in ${((Date.now() - loginStarted) / 1000).toFixed(1)} s`);
 
     const goAt = Date.now();
     const window = { measureFromMs: goAt + o.warmupS * 1000, endAtMs: goAt + (o.warmupS + o.durationS) * 1000 };

@@ -27,6 +27,8 @@ export const ADMIN_TIMEOUT_MS = 60 * 60_000;
 export interface NodeRef {
   readonly name: string;
   readonly pid: number;
+  /** Count its direct children's CPU too (PostgreSQL's backends). */
+  readonly tree?: boolean;
 }
 
 export interface MoneyTotals {
@@ -51,6 +53,16 @@ export interface BenchSystem {
 }
 
 type Log = (line: string) => void;
+
+/** Runs `scripts/<name> args` to completion; resolves with its stdout. */
+function runScript(name: string, args: readonly string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(path.join(ROOT, 'scripts', name), [...args], { timeout: NODE_READY_TIMEOUT_MS }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`scripts/${name} ${args.join(' ')} failed: ${err.message}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
 
 /** Runs `bin/<bin> args` to completion; rejects with its output when it fails. */
 export function runBin(bin: 'bank' | 'gateway', args: readonly string[], input = '', timeoutMs = ADMIN_TIMEOUT_MS): Promise<string> {
@@ -211,7 +223,7 @@ export async function launchSystem(o: BenchOptions, log: Log): Promise<BenchSyst
     // Without the static fallback: a node that cannot reach the bench's agent fails instead of
     // quietly measuring the other mode.
     ...(consul ? { consul: { host: '127.0.0.1', httpPort: consul.httpPort, fallbackToStatic: false } } : {}),
-    gateway: { host: '127.0.0.1', port: 0, dataDir: path.join(dir, 'gateway') },
+    gateway: { host: '127.0.0.1', port: 0, dataDir: path.join(dir, 'gateway') } as Record<string, unknown>,
     banks: Object.fromEntries(banks.map((b) => [b, { host: '127.0.0.1', port: 0, dataDir: path.join(dir, b) }])),
     client: { gatewayAddress: 'localhost:0', dataDir: path.join(dir, 'client') },
   };
@@ -228,12 +240,22 @@ export async function launchSystem(o: BenchOptions, log: Log): Promise<BenchSyst
     return ['--cpu-prof', `--cpu-prof-dir=${dir}`];
   };
   const started: Started[] = [];
-  // Nodes first (they deregister), then the agent.
+  let postgres: { dir: string; pid: number } | undefined;
+  // Nodes first (they deregister), then the agent and the database.
   const stop = async () => {
     for (const n of started.splice(0).reverse()) await stopNode(n);
     await consul?.stop();
+    if (postgres) await runScript('pg-dev.sh', ['stop', postgres.dir]);
   };
   try {
+    if (o.store === 'postgres') {
+      const pgDir = path.join(dir, 'postgres');
+      const port = Number((await runScript('pg-dev.sh', ['start', pgDir])).trim().split('\n').pop());
+      postgres = { dir: pgDir, pid: Number(fs.readFileSync(path.join(pgDir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]) };
+      config.gateway = { ...config.gateway, store: 'postgres', postgres: { host: '127.0.0.1', port } };
+      write();
+      log(`postgres on 127.0.0.1:${port} (pid ${postgres.pid}, data in ${pgDir})`);
+    }
     await seed(o, configPath, dir, banks, log);
     for (const b of banks) {
       const node = await startNode('bank', b, ['--config', configPath, '--name', b, ...sets], flagsFor(b), path.join(logsDir, `${b}.out`));
@@ -241,26 +263,37 @@ export async function launchSystem(o: BenchOptions, log: Log): Promise<BenchSyst
       config.banks[b]!.port = node.port;
       write();
     }
-    const gw = await startNode('gateway', 'gateway', ['--config', configPath, ...sets], flagsFor('gateway'), path.join(logsDir, 'gateway.out'));
-    started.push(gw);
-    config.gateway.port = gw.port;
-    config.client.gatewayAddress = `localhost:${gw.port}`;
+    const gateways: Started[] = [];
+    for (let i = 1; i <= o.gateways; i++) {
+      // One instance: the plain gateway as before; several: g1, g2, ... over the shared database.
+      const name = o.gateways === 1 ? 'gateway' : `gateway-g${i}`;
+      const instance = o.gateways === 1 ? [] : ['--instance-id', `g${i}`, '--data-dir', path.join(dir, `gateway-g${i}`)];
+      const gw = await startNode('gateway', name, ['--config', configPath, ...instance, ...sets], flagsFor(name), path.join(logsDir, `${name}.out`));
+      started.push(gw);
+      gateways.push(gw);
+    }
+    config.client.gatewayAddress = gateways.map((g) => `localhost:${g.port}`).join(',');
     write();
     if (consul) {
       // The gateway is ready after its first Consul answer; the banks turn passing at their first check.
       const settings = loadConfig({ path: configPath, sets: [...o.sets] }).consul;
       const ms = await waitForPassing(consul, settings.bankService, banks.length);
-      await waitForPassing(consul, settings.gatewayService, 1);
+      await waitForPassing(consul, settings.gatewayService, gateways.length);
       log(`every bank passing in Consul ${ms} ms after the gateway was ready`);
     }
-    log(`system up in ${dir} (${consul ? 'Consul' : 'static'} discovery): gateway :${gw.port}, ${banks.map((b) => `${b} :${config.banks[b]!.port}`).join(', ')}`);
+    log(`system up in ${dir} (${consul ? 'Consul' : 'static'} discovery, ${o.store} log): gateways ${gateways.map((g) => `:${g.port}`).join(' ')}, `
+      + `${banks.map((b) => `${b} :${config.banks[b]!.port}`).join(', ')}`);
     return {
-      gatewayAddress: `localhost:${gw.port}`,
+      gatewayAddress: config.client.gatewayAddress,
       certsDir,
       configPath,
       banks,
       discovery: consul ? 'consul' : 'static',
-      nodes: [...started.map((n) => ({ name: n.name, pid: n.child.pid! })), ...(consul ? [{ name: 'consul', pid: consul.pid }] : [])],
+      nodes: [
+        ...started.map((n) => ({ name: n.name, pid: n.child.pid! })),
+        ...(consul ? [{ name: 'consul', pid: consul.pid }] : []),
+        ...(postgres ? [{ name: 'postgres', pid: postgres.pid, tree: true }] : []),
+      ],
       dir,
       totals: () => bankTotals(banks.map((b) => config.banks[b]!.dataDir)),
       stop: async () => {
