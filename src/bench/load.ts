@@ -57,10 +57,18 @@ export interface LiveCounts {
 
 /** Logins at once: each costs an argon2id verification at the bank (~0.1 s of a core). */
 export const LOGIN_PARALLELISM = 4;
+/**
+ * Several gateway instances: a CreateTransfer refused UNAVAILABLE (its instance died) is sent
+ * again, same key, to the next instance, at most this many times (as the SDK fails over).
+ */
+export const FAILOVER_ATTEMPTS_MAX = 50;
+/** Pause after a whole round of instances refused. */
+export const FAILOVER_ROUND_PAUSE_MS = 100;
 
 interface Session {
   readonly number: number;
-  readonly client: NodeClient<typeof GatewayServiceDefinition>['client'];
+  /** Index into the worker's clients: the instance this session calls now. */
+  client: number;
   metadata: Metadata;
 }
 
@@ -69,6 +77,8 @@ export class Load {
   private readonly clients: NodeClient<typeof GatewayServiceDefinition>[] = [];
   private readonly sessions: Session[] = [];
   private readonly amount: AmountDist;
+  /** Gateway instances the channels go to. */
+  private readonly addresses: number;
 
   constructor(private readonly plan: WorkerPlan) {
     const amount = parseAmountDist(plan.amount);
@@ -78,6 +88,7 @@ export class Load {
     // Several gateway instances (comma-separated): channel i goes to instance i mod n, and the
     // sessions, spread over the channels, over the instances.
     const addresses = plan.gatewayAddress.split(',');
+    this.addresses = addresses.length;
     for (let i = 0; i < plan.channels; i++) {
       // A new credentials object per channel: grpc-js then opens a separate connection for each.
       this.clients.push(createNodeClient(GatewayServiceDefinition, addresses[i % addresses.length]!, tls, silentLogger(), {
@@ -96,13 +107,13 @@ export class Load {
     const next = async (): Promise<void> => {
       for (let s = queue.shift(); s !== undefined; s = queue.shift()) {
         const party = sessionParty(s, this.plan.banks.length);
-        const client = this.clients[this.sessions.length % this.clients.length]!.client;
-        const res = await client.login({
+        const index = this.sessions.length % this.clients.length;
+        const res = await this.clients[index]!.client.login({
           bank: this.plan.banks[party.bank]!,
           username: `${this.plan.prefix}${party.user}`,
           password: this.plan.password,
         });
-        this.sessions.push({ number: s, client, metadata: new Metadata({ authorization: `Bearer ${res.accessToken}` }) });
+        this.sessions.push({ number: s, client: index, metadata: new Metadata({ authorization: `Bearer ${res.accessToken}` }) });
       }
     };
     await Promise.all(Array.from({ length: LOGIN_PARALLELISM }, next));
@@ -131,10 +142,20 @@ export class Load {
       const started = performance.now();
       let reason: string | undefined;
       this.live.inFlight++;
-      try {
-        await session.client.createTransfer(request, { metadata: session.metadata });
-      } catch (err) {
-        reason = reasonOf(err) ?? statusName(err);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.clients[session.client]!.client.createTransfer(request, { metadata: session.metadata });
+          reason = undefined;
+        } catch (err) {
+          reason = reasonOf(err) ?? statusName(err);
+          // Another instance takes the same key (idempotency is global across instances).
+          if (this.addresses > 1 && statusName(err) === 'UNAVAILABLE' && attempt < FAILOVER_ATTEMPTS_MAX) {
+            session.client = (session.client + 1) % this.clients.length;
+            if (attempt % this.addresses === 0) await new Promise((r) => setTimeout(r, FAILOVER_ROUND_PAUSE_MS));
+            continue;
+          }
+        }
+        break;
       }
       this.live.inFlight--;
       const latencyMs = performance.now() - started;

@@ -56,6 +56,8 @@ export interface BenchOptions {
   readonly store: 'sqlite' | 'postgres';
   /** Gateway instances launched (more than one needs the postgres store); sessions are spread over them. */
   readonly gateways: number;
+  /** SIGKILL the first gateway instance this many seconds into the measured window (failover under load). */
+  readonly killGatewayAfterS: number | undefined;
   /** `--set key=value` passed on to every launched node. */
   readonly sets: readonly string[];
   readonly json: boolean;
@@ -95,6 +97,8 @@ system (launched unless --config is given):
                            the bench folder (scripts/pg-dev.sh) and reports its CPU
   --gateways N             gateway instances sharing that database (default 1; > 1 needs postgres);
                            the sessions are spread over them
+  --kill-gateway-after S   SIGKILL gateway g1 S seconds into the measured window (needs --gateways >= 2,
+                           one C): reports committed/s per second and when g1's transfers were finished
   --set key=value          config override for every node (repeatable)
   --config FILE            target the running system of this config.json (accounts must exist)
   --pid NAME=PID           a targeted node's process id, for CPU accounting (repeatable)
@@ -202,6 +206,7 @@ export function parseBenchArgs(argv: readonly string[]): Result<ParsedCommand> {
         discovery: { type: 'string' },
         store: { type: 'string' },
         gateways: { type: 'string' },
+        'kill-gateway-after': { type: 'string' },
         set: { type: 'string', multiple: true },
         json: { type: 'boolean' },
         docs: { type: 'string' },
@@ -273,6 +278,13 @@ export function parseBenchArgs(argv: readonly string[]): Result<ParsedCommand> {
   const store = v.store ?? 'sqlite';
   if (store !== 'sqlite' && store !== 'postgres') return fail('INVALID_ARGUMENT', `--store "${store}": use sqlite or postgres`);
   if (n.gateways > 1 && store !== 'postgres') return fail('INVALID_ARGUMENT', `--gateways ${n.gateways} needs --store postgres (instances share its log)`);
+  let killGatewayAfterS: number | undefined;
+  if (v['kill-gateway-after'] !== undefined) {
+    const k = intIn('--kill-gateway-after', v['kill-gateway-after'], 0, 0, n.durationS - 1);
+    if (!k.ok) return k;
+    if (n.gateways < 2 || sweep !== undefined) return fail('INVALID_ARGUMENT', '--kill-gateway-after needs --gateways >= 2 and one concurrency (no --sweep)');
+    killGatewayAfterS = k.value;
+  }
   if (v.config !== undefined && (v.dir !== undefined || n.historyRows > 0 || v['cpu-prof'] !== undefined || v.discovery !== undefined
     || v.store !== undefined || v.gateways !== undefined)) {
     return fail('INVALID_ARGUMENT', '--dir, --history, --cpu-prof, --discovery, --store and --gateways apply to a launched system, not with --config');
@@ -295,6 +307,7 @@ export function parseBenchArgs(argv: readonly string[]): Result<ParsedCommand> {
       cpuProfDir: v['cpu-prof'],
       discovery,
       store,
+      killGatewayAfterS,
       sets: v.set ?? [],
       json: v.json ?? false,
       docs: v.docs,

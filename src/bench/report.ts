@@ -80,7 +80,20 @@ export function formatReport(r: BenchReport): string {
     p0 ? `window:  ${p0.warmupS} s warm-up, then ${p0.durationS} s measured per C` : '',
     '',
     formatTable(tableRows(r.points)),
+    ...r.points.flatMap(failoverLines),
   ].join('\n');
+}
+
+/** With --kill-gateway-after: the kill, the takeover, and committed/s second by second (the dip). */
+export function failoverLines(p: PointResult): string[] {
+  if (!p.failover) return [];
+  const f = p.failover;
+  return [
+    '',
+    `failover: ${f.victim} SIGKILLed ${f.killedAtS.toFixed(1)} s after the load started; ${f.unfinishedAtKill} transfers unfinished then; `
+      + `all of them finished ${f.finishedAfterMs} ms after the kill`,
+    `committed per second: ${p.timeline.join(' ')}`,
+  ];
 }
 
 function markers(label: string): { start: string; end: string } {
@@ -102,6 +115,7 @@ export function markdownSection(r: BenchReport, label: string, command: string):
     p0 ? `- Window: ${p0.warmupS} s warm-up, then ${p0.durationS} s measured per C` : '',
     '',
     markdownTable(tableRows(r.points)),
+    ...r.points.flatMap(failoverLines),
     end,
   ].join('\n');
 }

@@ -4,6 +4,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LiveCounts, WorkerPlan } from './load.js';
 import { formatAmountDist, type BenchOptions } from './options.js';
+import { loadConfig } from '../config/load.js';
+import { openTransferLogReader } from '../gateway/store/open.js';
 import { cpuSecondsOf, cpuSecondsOfTree, machineInfo, type MachineInfo } from './proc.js';
 import { mergeWindows, summarizeLatencies, totalOf, type Counts, type LatencySummary, type WindowResult } from './stats.js';
 import { launchSystem, targetSystem, type BenchSystem, type MoneyTotals, type NodeRef } from './system.js';
@@ -58,6 +60,20 @@ export interface PointResult {
   /** 1-minute load average when the measured window began: other work on the machine shows here. */
   readonly loadAvg1: number;
   readonly conservation: Conservation;
+  /** Committed transfers in each second since the load started (warm-up included). */
+  readonly timeline: readonly number[];
+  /** With --kill-gateway-after: when the victim died and when another instance had finished its transfers. */
+  readonly failover?: Failover;
+}
+
+export interface Failover {
+  readonly victim: string;
+  /** Seconds since the load started. */
+  readonly killedAtS: number;
+  /** Unfinished transfers in the shared log right after the kill (in-flight at the victim and elsewhere). */
+  readonly unfinishedAtKill: number;
+  /** From the kill until no transfer begun before it was unfinished any more. */
+  readonly finishedAfterMs: number;
 }
 
 export interface BenchReport {
@@ -135,6 +151,37 @@ async function settle(system: BenchSystem, start: MoneyTotals): Promise<Conserva
   };
 }
 
+/** How often the failover measurement reads the shared log after the kill, and for how long at most. */
+const FAILOVER_POLL_MS = 50;
+const FAILOVER_WAIT_MAX_MS = 120_000;
+
+/**
+ * SIGKILLs the first gateway instance at `atMs`, then reads the shared log until no transfer begun
+ * before the kill is unfinished: the victim's in-flight transfers taken over and finished.
+ */
+async function killLater(system: BenchSystem, atMs: number, goAt: number, log: Log): Promise<Failover> {
+  const victim = system.nodes.find((n) => n.name === 'gateway-g1');
+  if (!victim) throw new Error('--kill-gateway-after: no gateway-g1 among the launched nodes');
+  await new Promise((r) => setTimeout(r, Math.max(0, atMs - Date.now())));
+  const reader = await openTransferLogReader(loadConfig({ path: system.configPath }).gateway);
+  try {
+    process.kill(victim.pid, 'SIGKILL');
+    const killedAtMs = Date.now();
+    log(`failover: SIGKILL ${victim.name} (pid ${victim.pid}) ${((killedAtMs - goAt) / 1000).toFixed(1)} s after the load started`);
+    const begunBefore = async () => (await reader.listUnfinished(100_000)).filter((t) => t.tx.createdAtMs <= killedAtMs).length;
+    const unfinishedAtKill = await begunBefore();
+    while ((await begunBefore()) > 0) {
+      if (Date.now() - killedAtMs > FAILOVER_WAIT_MAX_MS) throw new Error(`failover: transfers begun before the kill still unfinished after ${FAILOVER_WAIT_MAX_MS} ms`);
+      await new Promise((r) => setTimeout(r, FAILOVER_POLL_MS));
+    }
+    const finishedAfterMs = Date.now() - killedAtMs;
+    log(`failover: ${unfinishedAtKill} transfers unfinished at the kill; all finished ${finishedAfterMs} ms after it`);
+    return { victim: victim.name, killedAtS: (killedAtMs - goAt) / 1000, unfinishedAtKill, finishedAfterMs };
+  } finally {
+    await reader.close();
+  }
+}
+
 /** Measures one concurrency level against a running system. */
 export async function runPoint(system: BenchSystem, o: BenchOptions, concurrency: number, log: Log, progress: Log): Promise<PointResult> {
   const start = await system.totals();
@@ -189,6 +236,9 @@ export async function runPoint(system: BenchSystem, o: BenchOptions, concurrency
     }, window.measureFromMs - Date.now());
     const t2 = setTimeout(() => { after = cpuSnapshot(refs); }, window.endAtMs - Date.now());
     let last = 0;
+    const timeline: number[] = [];
+    const failover = o.killGatewayAfterS === undefined ? undefined
+      : killLater(system, window.measureFromMs + o.killGatewayAfterS * 1000, goAt, log);
     const ticker = setInterval(() => {
       const live = workers.reduce((a, w) => ({
         committed: a.committed + w.live.committed,
@@ -200,6 +250,7 @@ export async function runPoint(system: BenchSystem, o: BenchOptions, concurrency
       const phase = now < window.measureFromMs ? 'warm-up' : now < window.endAtMs ? 'measure' : 'draining';
       const elapsed = Math.round((now - goAt) / 1000);
       progress(`C=${concurrency} ${phase} ${elapsed}/${o.warmupS + o.durationS}s  committed ${live.committed} (+${live.committed - last}/s)  aborted ${live.aborted}  failed ${live.failed}  in flight ${live.inFlight}`);
+      timeline.push(live.committed - last);
       last = live.committed;
     }, 1000);
     try {
@@ -240,6 +291,8 @@ export async function runPoint(system: BenchSystem, o: BenchOptions, concurrency
       cpuMsPerTransfer: merged.committed > 0 ? (cpu.reduce((n, c) => n + c.seconds, 0) * 1000) / merged.committed : NaN,
       loadAvg1,
       conservation,
+      timeline,
+      ...(failover ? { failover: await failover } : {}),
     };
   } finally {
     for (const w of workers) if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGTERM');

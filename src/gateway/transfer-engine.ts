@@ -53,8 +53,8 @@ export interface TransferEngineOptions {
 /** A create() of one owner-scoped key, from its log lookup to its answer. */
 interface InFlight {
   readonly input: CreateTransferInput;
-  /** Set once the log said the key is new and the transfer started here. */
-  tx: Tx | undefined;
+  /** The transfer started here for it (its key claim may still be refused). */
+  readonly tx: Tx | undefined;
   readonly answer: Promise<TransferView>;
 }
 
@@ -194,14 +194,13 @@ export class TransferEngine implements Transfers {
       assertSameParams(running.input, running.tx?.idempotencyKey ?? input.idempotencyKey, input);
       return this.awaitFirst(running);
     }
-    // The entry exists from before the log lookup: a duplicate arriving while the lookup is out
-    // waits for this create instead of looking up (and starting) on its own. The log's UNIQUE
-    // (owner, key) backs this up.
+    // A duplicate arriving while this create runs waits for it instead of starting its own; across
+    // gateways the log's UNIQUE (owner, key) decides which request's transfer it is.
+    let started: Tx | undefined;
     const entry: InFlight = {
       input,
-      tx: undefined,
-      // (The callback runs after the lookup, long after `entry` exists.)
-      answer: this.lookupAndRun(owner, input, (tx) => { entry.tx = tx; }),
+      get tx() { return started; },
+      answer: this.claimAndRun(owner, input, (tx) => { started = tx; }),
     };
     this.inFlight.set(scope, entry);
     const forget = () => this.inFlight.delete(scope);
@@ -209,36 +208,46 @@ export class TransferEngine implements Transfers {
     return entry.answer;
   }
 
-  /** The first create() of a key here: a replay of the stored transfer, or a new one. */
-  private async lookupAndRun(owner: AccountRef, input: CreateTransferInput, started: (tx: Tx) => void): Promise<TransferView> {
-    const stored = await this.store.findByKey(owner, input.idempotencyKey);
-    if (this.state !== 'running') throw new AppError('SHUTTING_DOWN', 'the gateway is shutting down; retry shortly');
-    if (stored?.state === 'preparing') return this.awaitStored(owner, input);
-    if (stored && !(testBugs.replayStartsSecondTransfer && isFinalState(stored.state))) return this.replay(stored, input);
+  /**
+   * The first create() of a key here. The begin record claims the key itself (the log's UNIQUE
+   * (owner, key), one write, no read before it): a new key starts the transfer; a key that an
+   * earlier transfer holds (here before, or at another gateway) is refused 'key_taken', and that
+   * transfer's outcome is the answer (a replay), or is waited for while it runs.
+   */
+  private async claimAndRun(owner: AccountRef, input: CreateTransferInput, started: (tx: Tx) => void): Promise<TransferView> {
+    const tx = this.newTx(owner, input, input.idempotencyKey);
+    started(tx);
+    try {
+      return viewOrThrow(tx, await this.begin(tx));
+    } catch (err) {
+      if (!(err instanceof RecordRefused && err.kind === 'key_taken')) throw err;
+    }
+    if (testBugs.replayStartsSecondTransfer) {
+      const stored = await this.store.findByKey(owner, input.idempotencyKey);
+      if (stored && isFinalState(stored.state)) {
+        // (The broken variant needs a fresh key: the log's UNIQUE key would refuse the old one.)
+        const second = this.newTx(owner, input, newTimeOrderedId(this.clock.nowMs(), this.random));
+        started(second);
+        return viewOrThrow(second, await this.begin(second));
+      }
+    }
+    return this.awaitStored(owner, input);
+  }
 
+  private newTx(owner: AccountRef, input: CreateTransferInput, idempotencyKey: string): Tx {
     if (this.driver.active >= this.limits.inFlightTransfersMax) {
       throw new AppError('OVERLOADED', `the gateway is handling ${this.driver.active} transfers, its limit; retry shortly`);
     }
-    const tx: Tx = {
+    return {
       // Time-ordered: the banks' transaction and leg rows are appended, not scattered.
       id: newTimeOrderedId(this.clock.nowMs(), this.random),
-      // (The broken variant needs a fresh key: the store's UNIQUE key would refuse the old one.)
-      idempotencyKey: stored ? newTimeOrderedId(this.clock.nowMs(), this.random) : input.idempotencyKey,
+      idempotencyKey,
       from: { bank: owner.bank, username: owner.username },
       to: { bank: input.to.bank, username: input.to.username },
       amountMinor: input.amountMinor,
       currency: input.currency,
       createdAtMs: this.clock.nowMs(),
     };
-    started(tx);
-    try {
-      return viewOrThrow(tx, await this.begin(tx));
-    } catch (err) {
-      // Another gateway claimed the key between our lookup and our begin record: its transfer is
-      // the one; wait for its outcome like any duplicate.
-      if (err instanceof RecordRefused && err.kind === 'key_taken') return this.awaitStored(owner, input);
-      throw err;
-    }
   }
 
   /**

@@ -157,12 +157,12 @@ export class PostgresTransferLog implements TransferLog {
 
   async findByKey(owner: AccountRef, idempotencyKey: string): Promise<StoredTransfer | undefined> {
     const rows = await this.read<Row>('SELECT * FROM transfers WHERE owner_bank = $1 AND owner_username = $2 AND idempotency_key = $3',
-      [owner.bank, owner.username, idempotencyKey]);
+      [owner.bank, owner.username, idempotencyKey], 'transfer-by-key');
     return rows[0] && toStored(rows[0]);
   }
 
   async findById(txId: string): Promise<StoredTransfer | undefined> {
-    const rows = await this.read<Row>('SELECT * FROM transfers WHERE tx_id = $1', [txId]);
+    const rows = await this.read<Row>('SELECT * FROM transfers WHERE tx_id = $1', [txId], 'transfer-by-id');
     return rows[0] && toStored(rows[0]);
   }
 
@@ -217,9 +217,10 @@ export class PostgresTransferLog implements TransferLog {
     return rows.map(toStored);
   }
 
-  private async read<R extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<R[]> {
+  /** A read; `name` makes it a prepared statement (the hot ones). */
+  private async read<R extends pg.QueryResultRow>(text: string, values: unknown[] = [], name?: string): Promise<R[]> {
     try {
-      return (await this.pool.query<R>(text, values)).rows;
+      return (await this.pool.query<R>({ text, values, ...(name ? { name } : {}) })).rows;
     } catch (err) {
       throw storeUnavailable(err);
     }
@@ -323,11 +324,15 @@ export class PostgresTransferLog implements TransferLog {
        WHERE t.tx_id = u.tx_id AND t.state = u.from_state AND t.owner_instance = $1 AND t.epoch = u.epoch
          AND (u.reason IS NULL) = (t.decision = 'commit')
       RETURNING t.tx_id`;
-    const res = await this.pool.query<{ kind: string; tx_id: string }>(
-      `WITH b AS (${beginSql}), d AS (${decisionSql}), a AS (${ackSql}), c AS (${completionSql})
+    // The text is the same for every batch (empty arrays for absent kinds): a named statement,
+    // parsed and planned once per connection.
+    const res = await this.pool.query<{ kind: string; tx_id: string }>({
+      name: 'transfer-log-batch',
+      text: `WITH b AS (${beginSql}), d AS (${decisionSql}), a AS (${ackSql}), c AS (${completionSql})
        SELECT 'b' AS kind, tx_id FROM b UNION ALL SELECT 'd', tx_id FROM d
        UNION ALL SELECT 'a', tx_id FROM a UNION ALL SELECT 'c', tx_id FROM c`,
-      values);
+      values,
+    });
     const done = new Set(res.rows.map((r) => `${r.kind}:${r.tx_id}`));
     const KIND = { begin: 'b', decision: 'd', ack: 'a', completed: 'c' } as const;
     const missed = batch.filter((q) => {

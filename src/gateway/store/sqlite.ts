@@ -8,7 +8,7 @@ import { GroupCommit, type GroupCommitBounds } from '../../core/group-commit.js'
 import { isReason } from '../../core/reasons.js';
 import type { AccountRef } from '../../core/transfer.js';
 import type { DurableState, LogRecord } from '../../coordinator/types.js';
-import type { OnDurable, StoredTransfer, TransferLog, TransferLogReader } from './transfer-log.js';
+import { RecordRefused, type OnDurable, type StoredTransfer, type TransferLog, type TransferLogReader } from './transfer-log.js';
 
 // The embedded backend of the transfer log: one SQLite file in the gateway's data folder, one row
 // per transfer, keyed by transaction id and unique per (owner, idempotency key). The coordinator's
@@ -103,9 +103,9 @@ interface Queued {
 export class SqliteTransferLog implements TransferLog {
   private readonly db: Database.Database;
   private readonly stmts;
-  private readonly applyInTx: (record: LogRecord, nowMs: number) => void;
+  private readonly applyInTx: (record: LogRecord, nowMs: number) => RecordRefused | undefined;
   /** Undefined for a read-only store (it never writes a record). */
-  private readonly group: GroupCommit<Queued, void> | undefined;
+  private readonly group: GroupCommit<Queued, RecordRefused | undefined> | undefined;
 
   /** `readonly`: an operator's view of a running gateway's file (never creates or changes it). */
   constructor(
@@ -134,7 +134,8 @@ export class SqliteTransferLog implements TransferLog {
         (tx_id, owner_bank, owner_username, idempotency_key, to_bank, to_username, amount_minor, currency,
          state, created_at_ms, updated_at_ms)
         VALUES (@txId, @ownerBank, @ownerUsername, @key, @toBank, @toUsername, @amount, @currency,
-         'preparing', @createdAtMs, @nowMs)`),
+         'preparing', @createdAtMs, @nowMs)
+        ON CONFLICT (owner_bank, owner_username, idempotency_key) DO NOTHING`),
       decide: this.db.prepare(`UPDATE transfers SET state = @state, decision = @decision,
         failure_reason = @reason, failure_message = @message, awaiting_banks = @awaiting, updated_at_ms = @nowMs
         WHERE tx_id = @txId AND state = 'preparing'`),
@@ -158,15 +159,10 @@ export class SqliteTransferLog implements TransferLog {
       // An ack followed by its transfer's completion in the same batch is implied by it.
       let completed: Set<string> | undefined;
       for (const q of batch) if (q.record.type === 'completed') (completed ??= new Set()).add(q.record.txId);
-      for (const q of batch) {
-        if (q.record.type === 'ack' && completed?.has(q.record.txId)) continue;
-        this.apply(q.record, q.nowMs);
-      }
+      return batch.map((q) => (q.record.type === 'ack' && completed?.has(q.record.txId) ? undefined : this.apply(q.record, q.nowMs)));
     });
-    this.group = readonly ? undefined : new GroupCommit<Queued, void>((batch) => {
-      writeAll(batch);
-      return batch.map(() => undefined);
-    }, logGroupCommitBounds(options.groupCommit), options.clock);
+    this.group = readonly ? undefined : new GroupCommit<Queued, RecordRefused | undefined>(
+      (batch) => writeAll(batch), logGroupCommitBounds(options.groupCommit), options.clock);
   }
 
   /**
@@ -174,15 +170,15 @@ export class SqliteTransferLog implements TransferLog {
    * it. The begin record is one INSERT: the idempotency key and the transfer are claimed together,
    * before any prepare is sent.
    */
-  append(record: LogRecord, nowMs: number): void {
+  append(record: LogRecord, nowMs: number): RecordRefused | undefined {
     void this.flush();
-    this.applyInTx(record, nowMs);
+    return this.applyInTx(record, nowMs);
   }
 
   enqueue(record: LogRecord, nowMs: number, onDurable?: OnDurable, urgent = true): void {
     assert(this.db.open, 'gateway store is closed');
     assert(this.group, 'gateway store is read-only');
-    this.group.submit({ record, nowMs }, onDurable, urgent);
+    this.group.submit({ record, nowMs }, (err, refused) => onDurable?.(err ?? refused), urgent);
   }
 
   onFlushed(listener: () => void): void {
@@ -199,11 +195,12 @@ export class SqliteTransferLog implements TransferLog {
     return this.group?.flush() ?? Promise.resolve();
   }
 
-  private apply(record: LogRecord, nowMs: number): void {
+  /** Applies one record; a begin whose key an earlier transfer holds is refused (nothing written). */
+  private apply(record: LogRecord, nowMs: number): RecordRefused | undefined {
     switch (record.type) {
       case 'begin': {
         const { tx } = record;
-        this.stmts.insert.run({
+        const info = this.stmts.insert.run({
           txId: tx.id,
           ownerBank: tx.from.bank,
           ownerUsername: tx.from.username,
@@ -215,7 +212,10 @@ export class SqliteTransferLog implements TransferLog {
           createdAtMs: tx.createdAtMs,
           nowMs,
         });
-        return;
+        if (info.changes === 0) {
+          return new RecordRefused('key_taken', tx.id, `idempotency key ${tx.idempotencyKey} of ${tx.from.username}@${tx.from.bank} belongs to another transfer`);
+        }
+        return undefined;
       }
       case 'decision': {
         const failure = record.decision === 'abort' ? record.failure : undefined;
