@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The gateway node: wiring only. Usage:
-//   bin/gateway [--config F] [--set key.path=value ...] [--port N] [--data-dir DIR]
+//   bin/gateway [--config F] [--set key.path=value ...] [--port N] [--data-dir DIR] [--instance-id ID]
 //   bin/gateway unfinished [--json] [--limit N] [--config F] ...   list unfinished transfers
 //   bin/gateway rotate-key [--config F] [--data-dir DIR]            new token signing key (or --rotate-key at start)
 import { parseArgs } from 'node:util';
@@ -18,7 +18,7 @@ import { startGatewayServer } from '../src/gateway/server.js';
 import { closeLogger, createLogger } from '../src/logging/logger.js';
 import { announceListening, onShutdownSignal } from '../src/process/lifecycle.js';
 
-const USAGE = `usage: bin/gateway [--config FILE] [--set key.path=value ...] [--port N] [--data-dir DIR]
+const USAGE = `usage: bin/gateway [--config FILE] [--set key.path=value ...] [--port N] [--data-dir DIR] [--instance-id ID]
        bin/gateway unfinished [--json] [--limit N] [--config FILE] [--data-dir DIR]   undecided / in-doubt transfers
        bin/gateway rotate-key [--config FILE] [--data-dir DIR]   new token signing key; tokens of the old one
                          stay valid until they expire (takes effect at the next start; --rotate-key: at this start)`;
@@ -33,6 +33,7 @@ try {
       set: { type: 'string', multiple: true, default: [] },
       port: { type: 'string' },
       'data-dir': { type: 'string' },
+      'instance-id': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       json: { type: 'boolean' },
       limit: { type: 'string' },
@@ -59,6 +60,7 @@ if (args.help) {
 const sets = [...args.set];
 if (args.port !== undefined) sets.push(`gateway.port=${args.port}`);
 if (args['data-dir'] !== undefined) sets.push(`gateway.dataDir=${JSON.stringify(args['data-dir'])}`);
+if (args['instance-id'] !== undefined) sets.push(`gateway.instanceId=${JSON.stringify(args['instance-id'])}`);
 
 const config = loadConfigOrExit({ path: args.config, sets });
 if (positionals[0] === 'unfinished') {
@@ -67,7 +69,7 @@ if (positionals[0] === 'unfinished') {
     process.stderr.write(`--limit must be a positive integer\n${USAGE}\n`);
     process.exit(2);
   }
-  const list = listUnfinished(config.gateway.dataDir, limit);
+  const list = await listUnfinished(config.gateway, limit);
   process.stdout.write(`${args.json ? toJson({ transfers: list }) : formatUnfinished(list)}\n`);
   process.exit(0);
 }
@@ -80,7 +82,8 @@ if (positionals[0] === 'rotate-key' || args['rotate-key']) {
   }
   process.stderr.write(`${line}\n`);
 }
-const logger = createLogger({ node: 'gateway', ...config.logging });
+// Several instances share the log folder when they share a database: one file each.
+const logger = createLogger({ node: config.gateway.store === 'postgres' ? `gateway-${config.gateway.instanceId}` : 'gateway', ...config.logging });
 const setup = await createDiscovery(config, logger, 'gateway');
 const { discovery } = setup;
 
@@ -89,7 +92,7 @@ try {
     config,
     logger,
     discovery,
-    registrar: setup.registrar((port) => gatewayServiceSpec(config.consul, config.gateway.host, port)),
+    registrar: setup.registrar(() => gatewayServiceSpec(config.consul, config.gateway.host, config.gateway.instanceId)),
   });
   if (setup.consul) {
     // Trust material for the other nodes: our CA certificate and the token verification keys.

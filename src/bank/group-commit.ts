@@ -1,45 +1,36 @@
-import { assert } from '../core/assert.js';
-import type { Clock, Timer } from '../core/clock.js';
+import type { Clock } from '../core/clock.js';
+import { GroupCommit } from '../core/group-commit.js';
 import type { Ledger, LedgerOp, LedgerOpResult } from './ledger.js';
 
-// Group commit for the bank's 2PC operations. Prepares, commits and aborts that arrive in the same
-// event-loop turn (single RPCs and batch RPCs alike) are queued and performed in ONE SQLite
-// transaction (Ledger.execute: one BEGIN IMMEDIATE ... COMMIT, one fsync) at the end of the turn,
-// or at once when groupCommitOpsMax are queued. Each operation is still decided on its own, and
-// every caller gets its answer only after the shared transaction is on disk (durable before reply).
-// If the shared transaction throws (an assertion about one operation), each operation is run
-// alone in its own transaction, so only the faulty one fails.
+// Group commit for the bank's 2PC operations (the shared mechanism in core/group-commit.ts).
+// Prepares, commits and aborts that arrive close together (single RPCs and batch RPCs alike) are
+// performed in ONE SQLite transaction (Ledger.execute: one BEGIN IMMEDIATE ... COMMIT, one fsync).
+// Each operation is still decided on its own, and every caller gets its answer only after the
+// shared transaction is on disk (durable before reply). If the shared transaction throws (an
+// assertion about one operation), each operation is run alone, so only the faulty one fails.
 
 export interface GroupCommitLimits {
   /** Operations performed in one transaction at most. */
   readonly groupCommitOpsMax: number;
-}
-
-interface Pending {
-  readonly op: LedgerOp;
-  resolve(result: LedgerOpResult): void;
-  reject(err: unknown): void;
+  /** How long the first operation waits for others; 0 = until the end of the event-loop turn. */
+  readonly groupCommitWindowMs: number;
 }
 
 export class LedgerGroupCommit {
-  private queue: Pending[] = [];
-  private scheduled: Timer | undefined;
+  private readonly group: GroupCommit<LedgerOp, LedgerOpResult>;
 
-  constructor(
-    private readonly ledger: Ledger,
-    private readonly limits: GroupCommitLimits,
-    private readonly clock: Clock,
-  ) {
-    assert(limits.groupCommitOpsMax > 0, 'group commit: groupCommitOpsMax must be positive');
+  constructor(ledger: Ledger, limits: GroupCommitLimits, clock: Clock) {
+    this.group = new GroupCommit((ops) => ledger.execute(ops), {
+      maxItems: limits.groupCommitOpsMax,
+      windowMs: limits.groupCommitWindowMs,
+      // Every bank operation has a caller waiting for it: none is ever a background item.
+      backgroundDelayMs: limits.groupCommitWindowMs,
+    }, clock);
   }
 
   /** Performs `op` in the next group commit; resolves once that is durable. */
   submit(op: LedgerOp): Promise<LedgerOpResult> {
-    return new Promise((resolve, reject) => {
-      this.queue.push({ op, resolve, reject });
-      if (this.queue.length >= this.limits.groupCommitOpsMax) this.flush();
-      else this.scheduled ??= this.clock.setTimer(0, () => this.flush());
-    });
+    return this.group.submitted(op);
   }
 
   /** Performs every operation in the next group commit(s), in order; one result per operation. */
@@ -48,28 +39,7 @@ export class LedgerGroupCommit {
   }
 
   /** Performs what is queued now (also before the ledger closes). */
-  flush(): void {
-    this.scheduled?.cancel();
-    this.scheduled = undefined;
-    const pending = this.queue;
-    this.queue = [];
-    for (let start = 0; start < pending.length; start += this.limits.groupCommitOpsMax) {
-      const group = pending.slice(start, start + this.limits.groupCommitOpsMax);
-      let results: LedgerOpResult[] | undefined;
-      try {
-        results = this.ledger.execute(group.map((p) => p.op));
-      } catch {
-        // Nothing of the group was written: run each alone so that only the faulty one fails.
-        for (const p of group) {
-          try {
-            p.resolve(this.ledger.execute([p.op])[0] as LedgerOpResult);
-          } catch (err) {
-            p.reject(err);
-          }
-        }
-        continue;
-      }
-      group.forEach((p, i) => p.resolve(results[i] as LedgerOpResult));
-    }
+  flush(): Promise<void> {
+    return this.group.flush();
   }
 }

@@ -32,7 +32,7 @@ export class UnknownBankError extends Error {
 
 export interface BankServerOptions {
   /** Where the in-doubt resolver finds the gateway; defaults to the static addresses in config. */
-  readonly discovery?: Pick<Discovery, 'gateway'>;
+  readonly discovery?: Pick<Discovery, 'gateways'>;
   /** Registration with Consul once listening; removed first on stop. Defaults to none (static discovery). */
   readonly registrar?: Registrar;
   /** Defaults to the certificates in config tls.dir for identity `name` (e.g. with the CA from Consul KV). */

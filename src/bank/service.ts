@@ -29,6 +29,7 @@ export interface BankServiceLimits {
   readonly batchItemsMax: number;
   /** 2PC operations performed in one group-commit transaction at most. */
   readonly groupCommitOpsMax: number;
+  readonly groupCommitWindowMs: number;
   /** argon2 password checks running at once, and waiting for a slot; beyond both Authenticate is BANK_BUSY. */
   readonly passwordChecksMax: number;
   readonly passwordCheckQueueMax: number;

@@ -128,38 +128,67 @@ export class InDoubtResolver {
   }
 }
 
-/** Asks the gateway's CoordinatorService, found through discovery, with this bank's certificate. */
+/**
+ * Asks a gateway's CoordinatorService, found through discovery, with this bank's certificate. With
+ * several gateway instances (one shared log, so any of them answers for every transfer) it asks the
+ * one that answered last, and the next one when that fails.
+ */
 export class GatewayDecisionSource implements DecisionSource {
   private readonly byAddress = new Map<string, NodeClient<typeof CoordinatorServiceDefinition>>();
+  private lastGood: string | undefined;
 
   constructor(
-    private readonly discovery: Pick<Discovery, 'gateway'>,
+    private readonly discovery: Pick<Discovery, 'gateways'>,
     private readonly tls: TlsMaterial,
     private readonly logger: Logger,
     private readonly queryTimeoutMs: number,
   ) {}
 
   async getDecision(txId: string, signal: AbortSignal): Promise<CoordinatorDecision> {
-    const endpoint = this.discovery.gateway();
-    if (!endpoint) throw new Error('no gateway is known to discovery');
-    let entry = this.byAddress.get(endpoint.address);
+    const endpoints = this.discovery.gateways().map((e) => e.address);
+    if (endpoints.length === 0) throw new Error('no gateway is known to discovery');
+    this.dropGone(endpoints);
+    const start = Math.max(0, endpoints.indexOf(this.lastGood ?? ''));
+    let lastError: unknown;
+    for (let i = 0; i < endpoints.length; i++) {
+      const address = endpoints[(start + i) % endpoints.length]!;
+      try {
+        const res = await this.clientFor(address).client.getDecision({ transactionId: txId }, { signal });
+        this.lastGood = address;
+        switch (res.decision) {
+          case Decision.DECISION_COMMIT: return 'commit';
+          case Decision.DECISION_ABORT: return 'abort';
+          case Decision.DECISION_PENDING: return 'pending';
+          default: throw new Error(`the gateway at ${address} answered decision ${res.decision} for ${txId}`);
+        }
+      } catch (err) {
+        if (signal.aborted) throw err;
+        lastError = err;
+      }
+    }
+    throw lastError;
+  }
+
+  private clientFor(address: string): NodeClient<typeof CoordinatorServiceDefinition> {
+    let entry = this.byAddress.get(address);
     if (!entry) {
-      for (const old of this.byAddress.values()) old.close();
-      this.byAddress.clear();
-      entry = createNodeClient(CoordinatorServiceDefinition, endpoint.address, this.tls, this.logger, {
+      entry = createNodeClient(CoordinatorServiceDefinition, address, this.tls, this.logger, {
         callTimeoutMs: this.queryTimeoutMs,
         retryMaxAttempts: 1,
         retryBaseDelayMs: 100,
         retryMaxDelayMs: 100,
       });
-      this.byAddress.set(endpoint.address, entry);
+      this.byAddress.set(address, entry);
     }
-    const res = await entry.client.getDecision({ transactionId: txId }, { signal });
-    switch (res.decision) {
-      case Decision.DECISION_COMMIT: return 'commit';
-      case Decision.DECISION_ABORT: return 'abort';
-      case Decision.DECISION_PENDING: return 'pending';
-      default: throw new Error(`the gateway answered decision ${res.decision} for ${txId}`);
+    return entry;
+  }
+
+  /** Channels to instances discovery no longer lists are closed. */
+  private dropGone(endpoints: readonly string[]): void {
+    for (const [address, entry] of this.byAddress) {
+      if (endpoints.includes(address)) continue;
+      entry.close();
+      this.byAddress.delete(address);
     }
   }
 

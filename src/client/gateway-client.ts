@@ -2,7 +2,9 @@ import { connectivityState } from '@grpc/grpc-js';
 import { Metadata, type CallOptions } from 'nice-grpc';
 import type { Config } from '../config/schema.js';
 import { resolveGatewayAddress } from '../discovery/create.js';
+import { backoffMs, sleep, systemClock } from '../core/clock.js';
 import { isUuid } from '../core/ids.js';
+import { systemRandom, type Random } from '../core/random.js';
 import {
   EntryDirection,
   GatewayServiceDefinition,
@@ -29,8 +31,22 @@ import type {
 // IDEMPOTENT / NO_SIDE_EFFECTS are retried on UNAVAILABLE only (the shared client stack reads the
 // proto option), so Login is never repeated and CreateTransfer is, always with the same key.
 // Failures surface as ClientFailure.
+//
+// Several gateways (one shared log): `address` may list them, comma-separated (Consul gives every
+// passing instance). A call that meets UNAVAILABLE at one goes to the next at once (CreateTransfer
+// with the same key: idempotency is global across instances); after a full round of refusals it
+// waits a back-off and goes round again, limits.retryMaxAttempts rounds in all. The client stays
+// with the instance that last answered.
+
+/** The gateway addresses in a `client.gatewayAddress` value: one host:port, or several comma-separated. */
+export function gatewayAddresses(value: string): string[] {
+  const list = value.split(',').map((a) => a.trim()).filter((a) => a.length > 0);
+  if (list.length === 0) throw new ClientFailure('INVALID_ARGUMENT', 'INVALID_ARGUMENT', `no gateway address in "${value}"`);
+  return [...new Set(list)];
+}
 
 export interface GatewayClientOptions {
+  /** One gateway host:port, or several comma-separated. */
   readonly address: string;
   readonly tls: TlsMaterial;
   readonly limits: ClientCallLimits;
@@ -40,15 +56,32 @@ export interface GatewayClientOptions {
 }
 
 export class GatewayClient {
-  readonly address: string;
-  private readonly node: NodeClient<typeof GatewayServiceDefinition>;
+  private readonly addresses: readonly string[];
+  private readonly nodes: NodeClient<typeof GatewayServiceDefinition>[];
+  /** The instance calls go to first: the one that last answered. */
+  private current = 0;
   private token: string | undefined;
+  private readonly limits: ClientCallLimits;
+  private readonly random: Random;
 
   constructor(options: GatewayClientOptions) {
-    this.address = options.address;
+    this.addresses = gatewayAddresses(options.address);
     this.token = options.token;
-    this.node = createNodeClient(GatewayServiceDefinition, options.address, options.tls,
-      options.logger ?? silentLogger(), options.limits);
+    this.limits = options.limits;
+    this.random = systemRandom();
+    // With several instances the rounds below retry; each channel then tries once per round.
+    const perNode = this.addresses.length > 1 ? { ...options.limits, retryMaxAttempts: 1 } : options.limits;
+    this.nodes = this.addresses.map((address) => createNodeClient(GatewayServiceDefinition, address, options.tls,
+      options.logger ?? silentLogger(), perNode));
+  }
+
+  /** The gateway instance calls go to now. */
+  get address(): string {
+    return this.addresses[this.current]!;
+  }
+
+  private get node(): NodeClient<typeof GatewayServiceDefinition> {
+    return this.nodes[this.current]!;
   }
 
   /** Builds a client from config: client.gatewayAddress (or `address`), certs tls.dir identity "client". */
@@ -133,7 +166,19 @@ export class GatewayClient {
    * not leave this process, so the outbox counts nothing as sent.
    */
   async waitConnected(timeoutMs: number): Promise<boolean> {
-    const channel = this.node.channel;
+    // Several instances: the first one that is connected (or connects) becomes the current one.
+    for (let i = 0; i < this.nodes.length; i++) {
+      const index = (this.current + i) % this.nodes.length;
+      if (await this.channelConnected(this.nodes[index]!, timeoutMs / this.nodes.length)) {
+        this.current = index;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private async channelConnected(node: NodeClient<typeof GatewayServiceDefinition>, timeoutMs: number): Promise<boolean> {
+    const channel = node.channel;
     const deadline = Date.now() + timeoutMs;
     // Bounded by the deadline: every wait below ends at it at the latest.
     for (;;) {
@@ -149,7 +194,7 @@ export class GatewayClient {
   }
 
   close(): void {
-    this.node.close();
+    for (const node of this.nodes) node.close();
   }
 
   private auth(): CallOptions {
@@ -158,10 +203,26 @@ export class GatewayClient {
   }
 
   private async call<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      throw toClientFailure(err, this.address);
+    if (this.nodes.length === 1) {
+      try {
+        return await fn();
+      } catch (err) {
+        throw toClientFailure(err, this.address);
+      }
+    }
+    const { retryMaxAttempts, retryBaseDelayMs, retryMaxDelayMs } = this.limits;
+    for (let round = 1; ; round++) {
+      for (let i = 0; i < this.nodes.length; i++) {
+        try {
+          return await fn();
+        } catch (err) {
+          const failure = toClientFailure(err, this.address);
+          if (failure.code !== 'UNAVAILABLE') throw failure;
+          if (i === this.nodes.length - 1 && round >= retryMaxAttempts) throw failure;
+          this.current = (this.current + 1) % this.nodes.length;
+        }
+      }
+      await sleep(systemClock, backoffMs(round, retryBaseDelayMs, retryMaxDelayMs, this.random));
     }
   }
 }

@@ -64,6 +64,44 @@ export const ConfigSchema = z.strictObject({
     host: host.default('127.0.0.1'),
     port: port.default(50050),
     dataDir: z.string().min(1).default('data/gateway'),
+    /** This gateway among several sharing one log (`--instance-id`): owner of its transfers, its Consul service id. */
+    instanceId: name.default('g1'),
+    /**
+     * Backend of the coordinator log: `sqlite` = one file in dataDir (one gateway); `postgres` = a
+     * database several gateways share (log, logouts, token verify keys), see gateway.postgres.
+     */
+    store: z.enum(['sqlite', 'postgres']).default('sqlite'),
+    postgres: z.strictObject({
+      host: host.default('127.0.0.1'),
+      port: port.default(5432),
+      database: z.string().min(1).default('payments'),
+      user: z.string().min(1).default('payments'),
+      /** Name of the environment variable holding the password (never the password itself). */
+      passwordEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
+      /** A file holding the password; it must not be readable by group or others (0600). */
+      passwordFile: z.string().min(1).optional(),
+      /** TLS to PostgreSQL (verified against the system's CAs). */
+      ssl: z.boolean().default(false),
+      /** Connections at most (group commits, reads, leases). */
+      poolMax: z.number().int().min(2).max(200).default(10),
+      connectTimeoutMs: positiveMs.default(5000),
+      /** Longest a statement may run before PostgreSQL cancels it. */
+      statementTimeoutMs: positiveMs.default(10_000),
+    }).prefault({}),
+    /** Shared log: an owner that has not renewed its lease on a transfer for this long loses it to another gateway. */
+    leaseMs: positiveMs.min(500).max(600_000).default(3000),
+    /** Shared log: how often an owner renews the leases of all its unfinished transfers (one statement); well below leaseMs. */
+    leaseRenewIntervalMs: positiveMs.default(1000),
+    /** Shared log: how often a gateway looks for expired leases to take over. */
+    takeoverIntervalMs: positiveMs.default(1000),
+    /** Shared log: transfers taken over per look at most (the rest at the next one). */
+    takeoverBatchMax: z.number().int().positive().max(10_000).default(200),
+    /** Shared log: how often each gateway re-reads the logouts made at the others (a revoked token is refused everywhere within about this). */
+    revocationSyncIntervalMs: positiveMs.max(10_000).default(250),
+    /** Shared log: a revocation list not re-read for this long is not trusted; token checks then ask the database. */
+    revocationMaxStalenessMs: positiveMs.max(60_000).default(1000),
+    /** A request for a transfer another gateway is running re-reads the shared log this often until it is decided. */
+    transferPollIntervalMs: positiveMs.max(10_000).default(50),
     tokenTtlSeconds: z.number().int().positive().default(3600),
     prepareTimeoutMs: positiveMs.default(5000),
     /** Deadline of one Commit/Abort call to a bank. */
@@ -93,7 +131,7 @@ export const ConfigSchema = z.strictObject({
     idempotencyPruneIntervalMs: positiveMs.default(60_000),
     /** Rows deleted per pruning transaction. */
     idempotencyPruneBatchMax: z.number().int().positive().max(100_000).default(1000),
-    /** Group commit: coordinator records written in one SQLite transaction (one fsync) at most. */
+    /** Group commit: coordinator records written in one transaction (one fsync) at most. */
     persistBatchMaxRecords: z.number().int().positive().max(100_000).default(1024),
     /** Group commit: how long a record waits for others; 0 = until the end of the event-loop turn. */
     persistBatchWindowMs: z.number().int().min(0).max(100).default(0),
@@ -139,6 +177,8 @@ export const ConfigSchema = z.strictObject({
     batchItemsMax: z.number().int().positive().max(10_000).default(1024),
     /** Group commit: 2PC operations performed in one SQLite transaction (one fsync) at most. */
     groupCommitOpsMax: z.number().int().positive().max(100_000).default(1024),
+    /** Group commit: how long an operation waits for others; 0 = until the end of the event-loop turn. */
+    groupCommitWindowMs: z.number().int().min(0).max(100).default(0),
     /** argon2 password checks running at once (each takes a CPU core for ~100 ms); more wait in a queue. */
     passwordChecksMax: z.number().int().positive().max(64).default(2),
     /** Password checks waiting for a slot; beyond it Authenticate answers RESOURCE_EXHAUSTED BANK_BUSY. */
@@ -184,6 +224,9 @@ export const ConfigSchema = z.strictObject({
 }).refine((c) => c.gateway.bankBatchMaxItems <= c.bank.batchItemsMax, {
   message: 'gateway.bankBatchMaxItems must be <= bank.batchItemsMax (a bank refuses larger batches)',
   path: ['gateway', 'bankBatchMaxItems'],
+}).refine((c) => c.gateway.leaseRenewIntervalMs * 2 <= c.gateway.leaseMs, {
+  message: 'gateway.leaseRenewIntervalMs must be at most half of gateway.leaseMs (one missed renewal must not lose a lease)',
+  path: ['gateway', 'leaseRenewIntervalMs'],
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

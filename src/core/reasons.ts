@@ -44,6 +44,8 @@ export const REASON_CODES = {
   BANK_TIMEOUT: 'DEADLINE_EXCEEDED',
   PREPARE_TIMEOUT: 'DEADLINE_EXCEEDED',
   SHUTTING_DOWN: 'UNAVAILABLE',
+  /** The database several gateways share cannot be reached now; another instance (or a retry) may answer. */
+  STORE_UNAVAILABLE: 'UNAVAILABLE',
   OVERLOADED: 'RESOURCE_EXHAUSTED',
   /** Too many failed logins for the account or from the caller: wait for the RetryInfo delay. */
   LOGIN_THROTTLED: 'RESOURCE_EXHAUSTED',

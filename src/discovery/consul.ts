@@ -37,7 +37,7 @@ export interface ConsulDiscoveryOptions {
 export class ConsulDiscovery implements Discovery {
   private readonly banks = new Map<string, Endpoint>();
   private readonly knownBanks: Set<string>;
-  private gatewayEndpoint: Endpoint | undefined;
+  private gatewayEndpoints: readonly Endpoint[] = [];
   private readonly listeners = new Set<() => void>();
   private readonly pending = new Set<RequestContext>();
   /** Aborted by close(): wakes the watches' retry pauses. */
@@ -89,8 +89,8 @@ export class ConsulDiscovery implements Discovery {
     return [...this.knownBanks];
   }
 
-  gateway(): Endpoint | undefined {
-    return this.gatewayEndpoint;
+  gateways(): readonly Endpoint[] {
+    return this.gatewayEndpoints;
   }
 
   onChange(listener: () => void): () => void {
@@ -182,10 +182,10 @@ export class ConsulDiscovery implements Discovery {
   }
 
   private applyGateway(instances: ServiceInstance[]): void {
-    const current = this.gatewayEndpoint;
-    const chosen = instances.find((i) => i.address === current?.address) ?? instances[0];
-    if (chosen?.address === current?.address) return;
-    this.gatewayEndpoint = chosen ? { address: chosen.address } : undefined;
+    const next = instances.map((i) => i.address).sort();
+    const current = this.gatewayEndpoints.map((e) => e.address);
+    if (next.length === current.length && next.every((a, i) => a === current[i])) return;
+    this.gatewayEndpoints = next.map((address) => ({ address }));
     this.emitChange();
   }
 

@@ -101,9 +101,9 @@ async function probeAgent(consul: ConsulApi, timeoutMs: number): Promise<{ ok: t
 }
 
 /**
- * The gateway address for a client that was given none: a passing `payments-gateway` instance
- * from Consul (mode 'consul'), else config client.gatewayAddress (with a notice when Consul was
- * asked and could not say).
+ * The gateway address(es) for a client that was given none: every passing `payments-gateway`
+ * instance from Consul, comma-separated (mode 'consul'; the SDK fails over between them), else
+ * config client.gatewayAddress (with a notice when Consul was asked and could not say).
  */
 export async function resolveGatewayAddress(
   config: Config,
@@ -116,7 +116,7 @@ export async function resolveGatewayAddress(
   const consul = createConsul(settings);
   try {
     const { instances } = await passingInstances(consul, settings.gatewayService, { timeoutMs: settings.requestTimeoutMs });
-    if (instances[0]) return instances[0].address;
+    if (instances.length > 0) return instances.map((i) => i.address).join(',');
     notice(`NOTICE: Consul knows no passing ${settings.gatewayService}; using client.gatewayAddress ${fallback}`);
   } catch (err) {
     notice(`NOTICE: no Consul agent at ${consulAddress(settings)} (${consulErrorText(err)}); using client.gatewayAddress ${fallback}`);

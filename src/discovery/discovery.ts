@@ -11,8 +11,8 @@ export interface Discovery {
   bank(name: string): Endpoint | undefined;
   /** Names of the banks currently known. */
   bankNames(): readonly string[];
-  /** The gateway's endpoint, or undefined if none is known. */
-  gateway(): Endpoint | undefined;
+  /** Every gateway instance known to be healthy (several may share one log); empty if none. */
+  gateways(): readonly Endpoint[];
   /** Subscribe to changes of the view (a bank appears, moves or goes away). Returns an unsubscribe. */
   onChange(listener: () => void): () => void;
   close(): Promise<void>;

@@ -36,8 +36,9 @@ export function bankServiceSpec(settings: ConsulSettings, bank: string, host: st
   return { name: settings.bankService, id: `${settings.bankService}-${bank}`, host, tags: [bank], meta: { bank } };
 }
 
-export function gatewayServiceSpec(settings: ConsulSettings, host: string, port: number): ServiceSpec {
-  return { name: settings.gatewayService, id: `${settings.gatewayService}-${port}`, host };
+/** One gateway instance among several: its own service id, its instance id in the metadata. */
+export function gatewayServiceSpec(settings: ConsulSettings, host: string, instanceId: string): ServiceSpec {
+  return { name: settings.gatewayService, id: `${settings.gatewayService}-${instanceId}`, host, meta: { instance: instanceId } };
 }
 
 /** The check target: the TLS certificates name localhost. */

@@ -5,13 +5,14 @@ import type { Discovery, Endpoint } from './discovery.js';
 // Addresses straight from config.json: each bank's `address`, or its host:port.
 export class StaticDiscovery implements Discovery {
   private readonly banks: ReadonlyMap<string, Endpoint>;
-  private readonly gatewayEndpoint: Endpoint;
+  private readonly gatewayEndpoints: readonly Endpoint[];
 
   constructor(config: Pick<Config, 'banks' | 'client'>) {
     this.banks = new Map(
       Object.entries(config.banks).map(([name, b]) => [name, { address: b.address ?? dialAddress(b.host, b.port) }]),
     );
-    this.gatewayEndpoint = { address: config.client.gatewayAddress };
+    // client.gatewayAddress: one host:port or several, comma-separated.
+    this.gatewayEndpoints = config.client.gatewayAddress.split(',').map((a) => a.trim()).filter((a) => a).map((address) => ({ address }));
   }
 
   bank(name: string): Endpoint | undefined {
@@ -22,8 +23,8 @@ export class StaticDiscovery implements Discovery {
     return [...this.banks.keys()];
   }
 
-  gateway(): Endpoint | undefined {
-    return this.gatewayEndpoint;
+  gateways(): readonly Endpoint[] {
+    return this.gatewayEndpoints;
   }
 
   onChange(): () => void {

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
-import path from 'node:path';
+import type { Config } from '../config/schema.js';
 import { formatAmount } from '../core/money.js';
-import { GATEWAY_DB_FILE, openGatewayStoreReadOnly, type StoredTransfer } from './store.js';
+import { openTransferLogReader, transferLogLocation } from './store/open.js';
+import type { StoredTransfer } from './store/transfer-log.js';
 
 // Operator command behind `bin/gateway unfinished`: the transfers the gateway has not finished,
 // read from its store (read-only, safe next to a running gateway). 'preparing' is undecided (the
@@ -23,11 +24,11 @@ export interface UnfinishedEntry {
 }
 
 /** Unfinished transfers, oldest first, at most `limit`; empty when the gateway never ran here. */
-export function listUnfinished(dataDir: string, limit: number): UnfinishedEntry[] {
-  if (!fs.existsSync(path.join(dataDir, GATEWAY_DB_FILE))) return [];
-  const store = openGatewayStoreReadOnly(dataDir);
+export async function listUnfinished(gateway: Config['gateway'], limit: number): Promise<UnfinishedEntry[]> {
+  if (gateway.store === 'sqlite' && !fs.existsSync(transferLogLocation(gateway))) return [];
+  const store = await openTransferLogReader(gateway);
   try {
-    return store.listUnfinished(limit).map((t) => ({
+    return (await store.listUnfinished(limit)).map((t) => ({
       transactionId: t.tx.id,
       idempotencyKey: t.tx.idempotencyKey,
       state: t.state,
@@ -41,7 +42,7 @@ export function listUnfinished(dataDir: string, limit: number): UnfinishedEntry[
       updatedAtMs: t.updatedAtMs,
     }));
   } finally {
-    store.close();
+    await store.close();
   }
 }
 

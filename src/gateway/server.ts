@@ -16,10 +16,10 @@ import { authMiddleware } from '../middleware/server/auth.js';
 import { loadTls, type TlsMaterial } from '../tls/credentials.js';
 import { BankClients } from './bank-clients.js';
 import { openTransferEngine, type OpenTransfers } from './engine-wiring.js';
-import { Revocations } from './revocations.js';
+import { openGatewayState } from './state.js';
+import { systemClock } from '../core/clock.js';
 import { createGatewayService, GATEWAY_PUBLIC_METHODS } from './service.js';
 import { LoginThrottle } from './login-throttle.js';
-import { Tokens } from './tokens.js';
 import type { Transfers } from './transfers.js';
 
 // Builds and starts the gateway node: signing key, logout denylist, bank channels, transfer engine
@@ -60,9 +60,10 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     for (const close of closers.splice(0).reverse()) await close(graceMs);
   };
   try {
-    const tokens = await Tokens.open(limits.dataDir, { ttlSeconds: limits.tokenTtlSeconds });
-    const revocations = Revocations.open(limits.dataDir);
-    closers.push(() => revocations.close());
+    // The one real clock of the gateway's durable state and transfer path.
+    const state = await openGatewayState(config, systemClock, logger);
+    closers.push(() => state.close());
+    const { tokens, revocations } = state;
     const bankClients = new BankClients(discovery, tls, logger, {
       callTimeoutMs: limits.bankCallTimeoutMs,
       retryMaxAttempts: limits.bankCallRetryMaxAttempts,
@@ -70,7 +71,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
       retryMaxDelayMs: limits.bankCallRetryMaxDelayMs,
     });
     closers.push(() => bankClients.close());
-    const transfers: Transfers = await (options.openTransfers ?? openTransferEngine)({ config, bankClients, logger });
+    const transfers: Transfers = await (options.openTransfers ?? openTransferEngine)({ config, bankClients, logger, log: state.log });
     closers.push((graceMs) => transfers.stop(graceMs));
 
     // Recovery runs before the server accepts a single call.

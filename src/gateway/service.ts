@@ -33,7 +33,8 @@ export interface GatewayServiceDeps {
   readonly discovery: Pick<Discovery, 'bank' | 'bankNames'>;
   readonly transfers: Transfers;
   readonly tokens: { issue(account: AccountRef): Promise<IssuedToken> };
-  readonly revocations: { revoke(tokenId: string, expiresAtMs: number): void };
+  /** Durable (at every gateway instance, for a shared list) when the returned value settles. */
+  readonly revocations: { revoke(tokenId: string, expiresAtMs: number): void | Promise<void> };
   /** Asked before the bank: refuses logins of accounts and callers with too many failures. */
   readonly loginThrottle: Pick<LoginThrottle, 'begin'>;
   /** Audit of failed logins. */
@@ -105,7 +106,7 @@ export function createGatewayService(deps: GatewayServiceDeps): GatewayService {
     },
 
     async logout(_request, context: AuthContext) {
-      deps.revocations.revoke(context.auth.tokenId, context.auth.expiresAtMs);
+      await deps.revocations.revoke(context.auth.tokenId, context.auth.expiresAtMs);
       return {};
     },
 
@@ -133,7 +134,7 @@ export function createGatewayService(deps: GatewayServiceDeps): GatewayService {
     async getTransfer(request, context: AuthContext) {
       const key = validateIdempotencyKey(request.idempotencyKey);
       if (!key.ok) throw AppError.from(key);
-      const view = deps.transfers.get(accountOf(context.auth), key.value);
+      const view = await deps.transfers.get(accountOf(context.auth), key.value);
       if (!view) throw new AppError('TRANSFER_NOT_FOUND', `you have no transfer with idempotency key ${key.value}`);
       return { transfer: toTransfer(view) };
     },

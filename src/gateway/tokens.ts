@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createLocalJWKSet, errors, jwtVerify, SignJWT, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, errors, jwtVerify, SignJWT, type CryptoKey, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { fail, ok, type Result } from '../core/errors.js';
 import { isName } from '../core/ids.js';
 import type { AccountRef, Identity } from '../core/transfer.js';
@@ -21,6 +21,8 @@ export interface TokenOptions {
   readonly ttlSeconds: number;
   /** Clock, ms since epoch; tests move it. */
   readonly now?: () => number;
+  /** Keys published by other gateway instances (several gateways share one log), by kid. */
+  readonly peers?: { find(kid: string): Promise<{ readonly publicKey: CryptoKey; readonly verifyUntilMs: number } | undefined> };
 }
 
 /** Verified tokens remembered at most (each until its expiry); the oldest goes first when full. */
@@ -34,6 +36,8 @@ export class Tokens {
    * call; revocation is still checked by the caller on every call.
    */
   private readonly verified = new Map<string, { readonly identity: Identity; readonly validUntilMs: number }>();
+  /** Until when tokens of a peer instance's kid verify, as last found. */
+  private readonly peerUntil = new Map<string, number>();
 
   constructor(
     readonly key: SigningKey,
@@ -98,7 +102,7 @@ export class Tokens {
     let validUntilMs = identity.expiresAtMs;
     if (kid !== undefined && kid !== this.key.kid) {
       const old = this.previous.find((k) => k.kid === kid);
-      validUntilMs = Math.min(validUntilMs, old ? old.verifyUntilMs : 0);
+      validUntilMs = Math.min(validUntilMs, old ? old.verifyUntilMs : this.peerUntil.get(kid) ?? 0);
     }
     if (this.verified.size >= VERIFIED_TOKENS_MAX) {
       const oldest = this.verified.keys().next();
@@ -108,12 +112,16 @@ export class Tokens {
   }
 
   /** The key named by the token's kid: the current key (also for a token without kid) or a rotated-out one still in its window. */
-  private readonly keyFor: JWTVerifyGetKey = (header) => {
+  private readonly keyFor: JWTVerifyGetKey = async (header) => {
     if (header.kid === undefined || header.kid === this.key.kid) return this.key.publicKey;
     const nowMs = this.now();
     const old = this.previous.find((k) => k.kid === header.kid && k.verifyUntilMs > nowMs);
-    if (!old) throw new errors.JWKSNoMatchingKey('no verification key for this kid');
-    return old.publicKey;
+    if (old) return old.publicKey;
+    // Another gateway instance's key (shared log): published in the shared key table.
+    const peer = await this.options.peers?.find(header.kid);
+    if (!peer) throw new errors.JWKSNoMatchingKey('no verification key for this kid');
+    this.peerUntil.set(header.kid, peer.verifyUntilMs);
+    return peer.publicKey;
   };
 }
 

@@ -24,7 +24,7 @@ import { LegKind, Vote, TransactionState, type PrepareVote } from '../gen/bank/v
 import { statusName, statusOf } from '../grpc/errors.js';
 import { FILE_ONLY, type Logger } from '../logging/logger.js';
 import { BankBatches, type BatchClientSource } from './bank-batches.js';
-import type { OnDurable } from './store.js';
+import { RecordRefused, type TransferLogWriter } from './store/transfer-log.js';
 
 // Executes the coordinator's effects and feeds what happens back to it as events (STYLE §1, §2).
 // Each transfer is a Run: its current phase, a queue of events, one tick timer and an
@@ -47,14 +47,6 @@ import type { OnDurable } from './store.js';
 /** Where banks are reached; BankClients implements it. */
 export type BankClientSource = BatchClientSource;
 
-/** The durable log of coordinator records; GatewayStore implements it (group commit). */
-export interface TransferLog {
-  /** Queues the record; `onDurable` runs once it is on disk (or with the error if it could not be written). */
-  enqueue(record: LogRecord, nowMs: number, onDurable?: OnDurable, urgent?: boolean): void;
-  /** Runs `listener` after each group commit, once its waiters have run. */
-  onFlushed?(listener: () => void): void;
-}
-
 export interface DriverLimits extends Limits {
   /** Deadline of one Commit/Abort call. */
   readonly phase2CallTimeoutMs: number;
@@ -68,7 +60,8 @@ export interface DriverLimits extends Limits {
 }
 
 export interface DriverOptions {
-  readonly log: TransferLog;
+  /** The durable coordinator log (either backend of store/). */
+  readonly log: TransferLogWriter;
   readonly bankClients: BankClientSource;
   readonly limits: DriverLimits;
   readonly logger: Logger;
@@ -122,7 +115,7 @@ export class TransferDriver {
     this.clock = options.clock;
     this.batches = new BankBatches(options.bankClients, options.limits, this.clock);
     // The sends that follow the records of a group commit leave right after it, not a turn later.
-    options.log.onFlushed?.(() => this.batches.sendAll());
+    options.log.onFlushed(() => this.batches.sendAll());
   }
 
   /** Transfers this driver is working on (before their reply or still in phase 2). */
@@ -226,7 +219,8 @@ export class TransferDriver {
     const nowMs = this.clock.nowMs();
     if (!FORCED[record.type] || (record.type === 'decision' && record.decision === 'commit' && testBugs.commitBeforeDecisionDurable)) {
       this.options.log.enqueue(record, nowMs, (err) => {
-        if (err) this.options.logger.error('could not record phase-2 progress; recovery will repeat phase 2', { record: record.type, transactionId: run.phase.tx.id, error: err.message });
+        if (err instanceof RecordRefused) this.refused(run, record, err);
+        else if (err) this.options.logger.error('could not record phase-2 progress; recovery will repeat phase 2', { record: record.type, transactionId: run.phase.tx.id, error: err.message });
       }, false);
       return;
     }
@@ -239,6 +233,10 @@ export class TransferDriver {
   private persisted(run: Run, record: LogRecord, err: Error | undefined): void {
     run.waitingForDisk = false;
     if (run.done) return;
+    if (err instanceof RecordRefused) {
+      this.refused(run, record, err);
+      return;
+    }
     if (err) {
       this.failRun(run, err);
       return;
@@ -428,6 +426,27 @@ export class TransferDriver {
     }
     this.runs.delete(run.phase.tx.id);
     if (this.runs.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+
+  /**
+   * The shared log refused a record (several gateways): the key belongs to another transfer, or
+   * another gateway took this one over. Either way this run stops; nothing of the record was
+   * written. The caller hears the refusal itself for a taken key (the engine then waits for the
+   * other transfer), and TRANSFER_IN_PROGRESS when fenced (the new owner finishes it).
+   */
+  private refused(run: Run, record: LogRecord, refusal: RecordRefused): void {
+    if (run.done) return;
+    if (refusal.kind === 'key_taken') {
+      this.finish(run, refusal);
+      return;
+    }
+    // A refused ack or completion comes after this gateway's own durable commit decision: final.
+    const decidedHere = record.type === 'ack' || record.type === 'completed';
+    if (run.reply && decidedHere && run.phase.kind === 'committing') this.reply(run, { kind: 'committed' });
+    this.options.logger.warn('transfer taken over by another gateway; this one stops driving it', {
+      transactionId: run.phase.tx.id, phase: run.phase.kind, why: refusal.message,
+    });
+    this.finish(run, new AppError('TRANSFER_IN_PROGRESS', 'another gateway is finishing this transfer; retry with the same idempotency key'));
   }
 
   /**

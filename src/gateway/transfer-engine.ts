@@ -1,5 +1,5 @@
 import { assert } from '../core/assert.js';
-import type { Clock, Timer } from '../core/clock.js';
+import { sleep, type Clock, type Timer } from '../core/clock.js';
 import { AppError } from '../core/errors.js';
 import { isName, isUuid, newTimeOrderedId } from '../core/ids.js';
 import { formatAmount, isCurrency } from '../core/money.js';
@@ -8,9 +8,10 @@ import { testBugs } from '../core/test-bugs.js';
 import type { AccountRef, TransferStatus, TransferView } from '../core/transfer.js';
 import { isFinal, recover, step, type DurableState, type Outcome, type Tx } from '../coordinator/index.js';
 import type { Logger } from '../logging/logger.js';
-import type { GatewayStore, StoredTransfer } from './store.js';
+import { LeaseKeeper } from './leases.js';
+import { RecordRefused, type StoredTransfer, type TransferLog } from './store/transfer-log.js';
 import { TransferDriver, type BankClientSource, type DriverLimits } from './transfer-driver.js';
-import type { CreateTransferInput, Transfers } from './transfers.js';
+import type { CreateTransferInput, Decided, Transfers } from './transfers.js';
 
 // The Transfers implementation: idempotency (keys scoped to the owner, replays return the first
 // answer, STYLE §6), the in-flight bound, recovery at start and a graceful stop. The 2PC itself is
@@ -23,6 +24,12 @@ export interface TransferEngineLimits extends DriverLimits {
   readonly idempotencyRetentionHours: number;
   /** How often expired keys are pruned. */
   readonly idempotencyPruneIntervalMs: number;
+  /** How often a request waiting on a transfer another gateway runs re-reads the log. */
+  readonly transferPollIntervalMs: number;
+  /** Shared log only (several gateways): lease upkeep. */
+  readonly leaseRenewIntervalMs: number;
+  readonly takeoverIntervalMs: number;
+  readonly takeoverBatchMax: number;
   /** Rows deleted per pruning transaction (a short write lock each). */
   readonly idempotencyPruneBatchMax: number;
 }
@@ -32,7 +39,8 @@ const HOUR_MS = 3_600_000;
 const PRUNE_BATCHES_PER_ROUND_MAX = 20;
 
 export interface TransferEngineOptions {
-  readonly store: GatewayStore;
+  /** The durable coordinator log (either backend). */
+  readonly store: TransferLog;
   readonly bankClients: BankClientSource;
   /** `config.gateway` fits. */
   readonly limits: TransferEngineLimits;
@@ -42,15 +50,18 @@ export interface TransferEngineOptions {
   readonly random: Random;
 }
 
+/** A create() of one owner-scoped key, from its log lookup to its answer. */
 interface InFlight {
-  readonly tx: Tx;
-  readonly outcome: Promise<Outcome>;
+  readonly input: CreateTransferInput;
+  /** Set once the log said the key is new and the transfer started here. */
+  tx: Tx | undefined;
+  readonly answer: Promise<TransferView>;
 }
 
 type EngineState = 'new' | 'running' | 'stopping' | 'stopped';
 
 export class TransferEngine implements Transfers {
-  private readonly store: GatewayStore;
+  private readonly store: TransferLog;
   private readonly driver: TransferDriver;
   private readonly limits: TransferEngineLimits;
   private readonly logger: Logger;
@@ -60,6 +71,8 @@ export class TransferEngine implements Transfers {
   private readonly inFlight = new Map<string, InFlight>();
   private state: EngineState = 'new';
   private pruneTimer: Timer | undefined;
+  /** Present when the log is shared with other gateways. */
+  private readonly leaseKeeper: LeaseKeeper | undefined;
 
   constructor(options: TransferEngineOptions) {
     const { limits } = options;
@@ -80,6 +93,23 @@ export class TransferEngine implements Transfers {
       clock: this.clock,
       random: this.random,
     });
+    const { leases } = options.store;
+    this.leaseKeeper = leases && new LeaseKeeper(leases, limits, this.clock, this.logger, (rows) => this.resume(rows));
+  }
+
+  /**
+   * Drives transfers read from the log (recovery at start, or taken over from another gateway):
+   * presumed abort for undecided ones, phase 2 for decided ones. One already driven here (its
+   * lease lapsed while this gateway was slow and it took it back) just goes on.
+   */
+  private resume(rows: readonly StoredTransfer[]): void {
+    const { phases, effects } = recover(rows);
+    for (const [txId, phase] of phases) {
+      if (this.driver.isActive(txId)) continue;
+      const todo = effects.get(txId) ?? [];
+      if (isFinal(phase) && todo.length === 0) continue;
+      this.driver.run(phase, todo);
+    }
   }
 
   /** Transfers being driven now (answer pending or phase 2 in progress). */
@@ -89,27 +119,37 @@ export class TransferEngine implements Transfers {
 
   async start(): Promise<void> {
     assert(this.state === 'new', `transfer engine: start() while ${this.state}`);
-    const rows = this.store.unfinished();
-    const { phases, effects } = recover(rows);
+    // With a shared log, this gateway recovers only what it can claim: expired leases (its own
+    // from before a crash, or anyone's); transfers other live gateways are driving stay theirs.
+    const rows = this.leaseKeeper ? [] : await this.store.unfinished();
     const undecided = rows.filter((r) => r.state === 'preparing').length;
-    for (const [txId, phase] of phases) {
-      const todo = effects.get(txId) ?? [];
-      if (isFinal(phase) && todo.length === 0) continue;
-      this.driver.run(phase, todo);
-    }
+    this.resume(rows);
     // Presumed-abort decisions are durable before start() resolves (their Aborts leave after this).
-    this.store.flush();
+    await this.store.flush();
     this.state = 'running';
-    this.logger.info('transfer recovery done', { unfinished: rows.length, presumedAborted: undecided, resumed: this.driver.active });
-    this.pruneExpired();
+    if (this.leaseKeeper) {
+      const taken = await this.leaseKeeper.takeOverOnce();
+      await this.store.flush();
+      this.leaseKeeper.start();
+      this.logger.info('transfer recovery done (shared log)', { instance: this.store.leases?.instanceId, takenOver: taken, resumed: this.driver.active });
+    } else {
+      this.logger.info('transfer recovery done', { unfinished: rows.length, presumedAborted: undecided, resumed: this.driver.active });
+    }
+    await this.pruneExpired();
     this.schedulePrune();
   }
 
   /** Pruning is housekeeping: its timer does not keep the process alive. */
   private schedulePrune(): void {
     this.pruneTimer = this.clock.setTimer(this.limits.idempotencyPruneIntervalMs, () => {
-      this.pruneExpired();
-      if (this.state === 'running') this.schedulePrune();
+      this.pruneExpired().then(
+        () => { if (this.state === 'running') this.schedulePrune(); },
+        (err: unknown) => {
+          // The next round tries again; a store that stays broken shows in every transfer too.
+          this.logger.warn('pruning expired idempotency keys failed', { error: err instanceof Error ? err.message : String(err) });
+          if (this.state === 'running') this.schedulePrune();
+        },
+      );
     }, { background: true });
   }
 
@@ -117,14 +157,15 @@ export class TransferEngine implements Transfers {
    * Deletes final transfers older than the retention (their keys become free again), in bounded
    * batches. Unfinished ones are never touched. Returns how many rows went.
    */
-  pruneExpired(): number {
+  async pruneExpired(): Promise<number> {
     if (this.state !== 'running' || !this.store.isOpen) return 0;
     const retentionMs = this.limits.idempotencyRetentionHours * HOUR_MS;
     const batch = this.limits.idempotencyPruneBatchMax;
     const beforeMs = this.clock.nowMs() - retentionMs;
     let pruned = 0;
     for (let i = 0; i < PRUNE_BATCHES_PER_ROUND_MAX; i++) {
-      const n = this.store.pruneFinal(beforeMs, batch);
+      if (this.state !== 'running' || !this.store.isOpen) break;
+      const n = await this.store.pruneFinal(beforeMs, batch);
       pruned += n;
       if (n < batch) break;
     }
@@ -132,11 +173,11 @@ export class TransferEngine implements Transfers {
     return pruned;
   }
 
-  decisionOf(txId: string): 'commit' | 'abort' | 'pending' {
+  async decisionOf(txId: string): Promise<Decided> {
     if (this.state !== 'running' || !this.store.isOpen) {
       throw new AppError('SHUTTING_DOWN', 'the gateway is shutting down; ask again shortly');
     }
-    const stored = this.store.findById(txId);
+    const stored = await this.store.findById(txId);
     // Presumed abort: the begin record is durable before any prepare leaves the gateway.
     if (!stored) return 'abort';
     return DECISION_OF[stored.state];
@@ -150,12 +191,29 @@ export class TransferEngine implements Transfers {
     const scope = scopeKey(owner, input.idempotencyKey);
     const running = this.inFlight.get(scope);
     if (running) {
-      assertSameParams(running.tx, input);
+      assertSameParams(running.input, running.tx?.idempotencyKey ?? input.idempotencyKey, input);
       return this.awaitFirst(running);
     }
-    // From the lookup to the begin record's INSERT nothing awaits, so no other create with the
-    // same key can slip in between (the UNIQUE constraint backs this up).
-    const stored = this.store.findByKey(owner, input.idempotencyKey);
+    // The entry exists from before the log lookup: a duplicate arriving while the lookup is out
+    // waits for this create instead of looking up (and starting) on its own. The log's UNIQUE
+    // (owner, key) backs this up.
+    const entry: InFlight = {
+      input,
+      tx: undefined,
+      // (The callback runs after the lookup, long after `entry` exists.)
+      answer: this.lookupAndRun(owner, input, (tx) => { entry.tx = tx; }),
+    };
+    this.inFlight.set(scope, entry);
+    const forget = () => this.inFlight.delete(scope);
+    entry.answer.then(forget, forget);
+    return entry.answer;
+  }
+
+  /** The first create() of a key here: a replay of the stored transfer, or a new one. */
+  private async lookupAndRun(owner: AccountRef, input: CreateTransferInput, started: (tx: Tx) => void): Promise<TransferView> {
+    const stored = await this.store.findByKey(owner, input.idempotencyKey);
+    if (this.state !== 'running') throw new AppError('SHUTTING_DOWN', 'the gateway is shutting down; retry shortly');
+    if (stored?.state === 'preparing') return this.awaitStored(owner, input);
     if (stored && !(testBugs.replayStartsSecondTransfer && isFinalState(stored.state))) return this.replay(stored, input);
 
     if (this.driver.active >= this.limits.inFlightTransfersMax) {
@@ -172,24 +230,48 @@ export class TransferEngine implements Transfers {
       currency: input.currency,
       createdAtMs: this.clock.nowMs(),
     };
-    const entry: InFlight = { tx, outcome: this.begin(tx) };
-    this.inFlight.set(scope, entry);
-    const forget = () => this.inFlight.delete(scope);
-    entry.outcome.then(forget, forget);
-    return viewOrThrow(tx, await entry.outcome);
+    started(tx);
+    try {
+      return viewOrThrow(tx, await this.begin(tx));
+    } catch (err) {
+      // Another gateway claimed the key between our lookup and our begin record: its transfer is
+      // the one; wait for its outcome like any duplicate.
+      if (err instanceof RecordRefused && err.kind === 'key_taken') return this.awaitStored(owner, input);
+      throw err;
+    }
   }
 
-  get(owner: AccountRef, idempotencyKey: string): TransferView | undefined {
+  /**
+   * The answer of a transfer this gateway is not running (another gateway runs it, or its owner
+   * crashed and a takeover will decide it): re-read the log until it is decided, at most as long
+   * as the first request's own bound, then TRANSFER_IN_PROGRESS.
+   */
+  private async awaitStored(owner: AccountRef, input: CreateTransferInput): Promise<TransferView> {
+    const untilMs = this.clock.nowMs() + this.limits.prepareTimeoutMs + this.limits.replyAckWaitMs;
+    for (;;) {
+      const stored = await this.store.findByKey(owner, input.idempotencyKey);
+      // Gone: pruned after it was final, long ago; a key is never freed while its transfer runs.
+      assert(stored, `transfer with key ${input.idempotencyKey} vanished from the log while running`);
+      if (stored.state !== 'preparing') return this.replay(stored, input);
+      assertSameParams(stored.tx, stored.tx.idempotencyKey, input);
+      if (this.clock.nowMs() >= untilMs || this.state !== 'running') {
+        throw new AppError('TRANSFER_IN_PROGRESS', 'a transfer with this idempotency key is still running; retry shortly with the same key');
+      }
+      await sleep(this.clock, this.limits.transferPollIntervalMs);
+    }
+  }
+
+  async get(owner: AccountRef, idempotencyKey: string): Promise<TransferView | undefined> {
     if (!this.store.isOpen) throw new AppError('SHUTTING_DOWN', 'the gateway is shutting down; retry shortly');
-    const stored = this.store.findByKey(owner, idempotencyKey);
+    const stored = await this.store.findByKey(owner, idempotencyKey);
     if (stored) return viewOf(stored.tx, STATUS_OF[stored.state], stored.failure);
     // Running here, its begin record still in the store's next group commit.
-    const running = this.inFlight.get(scopeKey(owner, idempotencyKey));
-    return running && viewOf(running.tx, 'pending');
+    const tx = this.inFlight.get(scopeKey(owner, idempotencyKey))?.tx;
+    return tx && viewOf(tx, 'pending');
   }
 
   /** Unfinished (undecided or in-doubt) transfers for operators, oldest first. */
-  listUnfinished(limit: number): StoredTransfer[] {
+  async listUnfinished(limit: number): Promise<StoredTransfer[]> {
     return this.store.listUnfinished(limit);
   }
 
@@ -197,15 +279,17 @@ export class TransferEngine implements Transfers {
     if (this.state === 'stopped' || this.state === 'stopping') return;
     this.state = 'stopping';
     this.pruneTimer?.cancel();
+    // Keep renewing through the grace period: the transfers still finishing here stay ours.
     // In-flight answers and phase-2 work both get the grace period; what is left is resumed by
     // recovery at the next start.
     let timer: Timer | undefined;
     const grace = new Promise<void>((resolve) => { timer = this.clock.setTimer(graceMs, resolve); });
-    const answered = Promise.allSettled([...this.inFlight.values()].map((e) => e.outcome));
+    const answered = Promise.allSettled([...this.inFlight.values()].map((e) => e.answer));
     await Promise.race([Promise.all([answered, this.driver.idle()]), grace]);
     timer?.cancel();
+    this.leaseKeeper?.stop();
     this.driver.stop();
-    this.store.close();
+    await this.store.close();
     this.state = 'stopped';
     this.logger.info('transfer engine stopped');
   }
@@ -228,11 +312,11 @@ export class TransferEngine implements Transfers {
     let timer: Timer | undefined;
     const timeout = new Promise<'timeout'>((resolve) => { timer = this.clock.setTimer(waitMs, () => resolve('timeout')); });
     try {
-      const first = await Promise.race([running.outcome, timeout]);
+      const first = await Promise.race([running.answer, timeout]);
       if (first === 'timeout') {
         throw new AppError('TRANSFER_IN_PROGRESS', 'a transfer with this idempotency key is still running; retry shortly with the same key');
       }
-      return viewOrThrow(running.tx, first);
+      return first;
     } finally {
       timer?.cancel();
     }
@@ -240,7 +324,7 @@ export class TransferEngine implements Transfers {
 
   /** The stored answer to an earlier request with the same key. */
   private replay(stored: StoredTransfer, input: CreateTransferInput): TransferView {
-    assertSameParams(stored.tx, input);
+    assertSameParams(stored.tx, stored.tx.idempotencyKey, input);
     switch (stored.state) {
       case 'committing':
       case 'committed':
@@ -250,8 +334,7 @@ export class TransferEngine implements Transfers {
         assert(stored.failure, `transfer ${stored.tx.id} is ${stored.state} without a failure`);
         throw AppError.from(stored.failure);
       case 'preparing':
-        // Undecided and not running in this process (recovery decides every such row at start,
-        // so only a run that failed mid-way leaves one): the next start resolves it.
+        // Undecided and not running here (awaitStored waits for such a transfer first).
         throw new AppError('TRANSFER_IN_PROGRESS', 'a transfer with this idempotency key is not finished yet; retry later with the same key');
     }
   }
@@ -292,14 +375,15 @@ function assertValid(owner: AccountRef, input: CreateTransferInput): void {
   assert(owner.bank !== input.to.bank || owner.username !== input.to.username, 'create: same account');
 }
 
-function assertSameParams(tx: Tx, input: CreateTransferInput): void {
-  const same = tx.to.bank === input.to.bank && tx.to.username === input.to.username
-    && tx.amountMinor === input.amountMinor && tx.currency === input.currency;
+/** `first` is the request (or stored transfer) that claimed the key. */
+function assertSameParams(first: Pick<CreateTransferInput, 'to' | 'amountMinor' | 'currency'>, key: string, input: CreateTransferInput): void {
+  const same = first.to.bank === input.to.bank && first.to.username === input.to.username
+    && first.amountMinor === input.amountMinor && first.currency === input.currency;
   if (!same) {
     throw new AppError(
       'IDEMPOTENCY_KEY_REUSED',
-      `idempotency key ${tx.idempotencyKey} was already used for a transfer of ${formatAmount(tx.amountMinor, tx.currency)} ${tx.currency} `
-        + `to ${tx.to.username}@${tx.to.bank}; use a new key for a different transfer`,
+      `idempotency key ${key} was already used for a transfer of ${formatAmount(first.amountMinor, first.currency)} ${first.currency} `
+        + `to ${first.to.username}@${first.to.bank}; use a new key for a different transfer`,
     );
   }
 }

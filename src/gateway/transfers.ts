@@ -10,6 +10,9 @@ export interface CreateTransferInput {
   readonly currency: string;
 }
 
+/** A coordinator's answer to a bank asking about a transaction. */
+export type Decided = 'commit' | 'abort' | 'pending';
+
 export interface Transfers {
   /**
    * Runs (or replays) the caller's transfer. Resolves with the COMMITTED view. Throws AppError for
@@ -19,14 +22,14 @@ export interface Transfers {
    */
   create(owner: AccountRef, input: CreateTransferInput): Promise<TransferView>;
   /** The caller's transfer by idempotency key, or undefined. */
-  get(owner: AccountRef, idempotencyKey: string): TransferView | undefined;
+  get(owner: AccountRef, idempotencyKey: string): Promise<TransferView | undefined>;
   /**
    * The coordinator's decision for a 2PC transaction id, for a bank that prepared it and asks
    * (termination protocol): 'pending' while undecided; 'abort' also when there is no record of it
    * (presumed abort: the record is written before any prepare leaves, and only final transfers,
    * which no bank holds anything for, are ever pruned).
    */
-  decisionOf(txId: string): 'commit' | 'abort' | 'pending';
+  decisionOf(txId: string): Promise<Decided>;
   /** Recovery: presumed abort for undecided transfers, drive decided ones to completion. */
   start(): Promise<void>;
   /** Stop starting transfers; wait up to graceMs for in-flight ones; close the store. */

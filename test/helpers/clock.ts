@@ -1,6 +1,6 @@
 import { systemClock, type Clock } from '../../src/core/clock.js';
 import { ConfigSchema } from '../../src/config/schema.js';
-import type { WritableStoreOptions } from '../../src/gateway/store.js';
+import type { WritableStoreOptions } from '../../src/gateway/store/sqlite.js';
 
 /** A clock that reads the time from `nowMs` (a test moves it) and schedules on real timers. */
 export function clockReading(nowMs: () => number): Clock {

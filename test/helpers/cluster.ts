@@ -22,6 +22,13 @@ export interface ClusterOptions {
   bank?: Record<string, unknown>;
   /** `consul` config fields; with them the nodes use Consul discovery (default: static discovery). */
   consul?: Record<string, unknown>;
+  /**
+   * Several gateway instances over one PostgreSQL (config gateway.store = postgres): their ids.
+   * Start them with startGatewayInstance; client.gatewayAddress lists them all.
+   */
+  gatewayInstances?: readonly string[];
+  /** The shared database of the gateway instances (config gateway.postgres). */
+  postgres?: Record<string, unknown>;
 }
 
 interface UserRecord {
@@ -46,6 +53,10 @@ export class Cluster {
   readonly config: Record<string, any>;
   readonly banks = new Map<string, NodeProcess>();
   gateway?: NodeProcess;
+  /** Gateway instances by id (several gateways over one PostgreSQL). */
+  readonly instances = new Map<string, NodeProcess>();
+  /** Each instance's port, fixed at creation so that banks and clients know every instance. */
+  readonly instancePorts = new Map<string, number>();
   readonly users: UserRecord[] = [];
   private readonly clients: NodeClient<any>[] = [];
 
@@ -56,7 +67,11 @@ export class Cluster {
     this.config = {
       tls: { dir: this.certsDir, gatewayIdentity: 'gateway' },
       logging: { dir: path.join(dir, 'logs'), level: 'info', console: false },
-      gateway: { host: '127.0.0.1', port: 0, dataDir: path.join(dir, 'gateway'), ...options.gateway },
+      gateway: {
+        host: '127.0.0.1', port: 0, dataDir: path.join(dir, 'gateway'),
+        ...(options.postgres ? { store: 'postgres', postgres: options.postgres } : {}),
+        ...options.gateway,
+      },
       banks: Object.fromEntries(
         options.banks.map((b) => [b, { host: '127.0.0.1', port: 0, dataDir: path.join(dir, b) }]),
       ),
@@ -72,7 +87,36 @@ export class Cluster {
   static async create(options: ClusterOptions): Promise<Cluster> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'payments-it-'));
     execFileSync(path.join(ROOT, 'scripts/gen-certs.sh'), [path.join(dir, 'certs'), ...options.banks], { stdio: 'ignore' });
-    return new Cluster(dir, options);
+    const cluster = new Cluster(dir, options);
+    if (options.gatewayInstances) {
+      for (const id of options.gatewayInstances) cluster.instancePorts.set(id, await freePort());
+      cluster.config.client.gatewayAddress = [...cluster.instancePorts.values()].map((p) => `localhost:${p}`).join(',');
+      cluster.writeConfig();
+    }
+    return cluster;
+  }
+
+  /** Starts (or restarts on its port) one gateway instance of several sharing the database. */
+  async startGatewayInstance(id: string, env: NodeJS.ProcessEnv = {}): Promise<NodeProcess> {
+    const port = this.instancePorts.get(id);
+    if (port === undefined) throw new Error(`no gateway instance ${id} in this cluster`);
+    const node = await startNode('gateway', id, ['--config', this.configPath, '--instance-id', id, '--port', String(port),
+      '--data-dir', path.join(this.dir, `gateway-${id}`)], env);
+    this.instances.set(id, node);
+    return node;
+  }
+
+  async stopGatewayInstance(id: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const node = this.instances.get(id);
+    if (node) await stopNode(node, signal);
+  }
+
+  /** A client of one gateway instance. */
+  instanceClient(id: string, identity = 'client') {
+    const c = createNodeClient(GatewayServiceDefinition, `localhost:${this.instancePorts.get(id)}`,
+      loadTls(this.certsDir, identity), silentLogger(), CALL_LIMITS);
+    this.clients.push(c);
+    return c.client;
   }
 
   /**
@@ -182,6 +226,7 @@ export class Cluster {
   async close(): Promise<void> {
     for (const c of this.clients) c.close();
     await this.stopGateway();
+    for (const id of this.instances.keys()) await this.stopGatewayInstance(id);
     for (const name of this.banks.keys()) await this.stopBank(name);
     if (!process.env.KEEP_TEST_DIRS) fs.rmSync(this.dir, { recursive: true, force: true });
   }

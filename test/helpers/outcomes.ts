@@ -1,5 +1,6 @@
 import { ClientError, Status, type Metadata } from 'nice-grpc';
 import { Ledger } from '../../src/bank/ledger.js';
+import { ConfigSchema } from '../../src/config/schema.js';
 import { listUnfinished } from '../../src/gateway/admin.js';
 import { reasonOf } from '../../src/grpc/errors.js';
 import type { Cluster } from './cluster.js';
@@ -93,15 +94,15 @@ export function inDoubtAt(cluster: Cluster, bank: string): string[] {
 }
 
 /** Unfinished transfers in the gateway's store. */
-export function unfinishedAtGateway(cluster: Cluster): string[] {
-  return listUnfinished(cluster.config.gateway.dataDir, 1000).map((t) => `${t.transactionId}:${t.state}:${t.awaiting.join('+')}`);
+export async function unfinishedAtGateway(cluster: Cluster): Promise<string[]> {
+  return (await listUnfinished(ConfigSchema.parse(cluster.config).gateway, 1000)).map((t) => `${t.transactionId}:${t.state}:${t.awaiting.join('+')}`);
 }
 
 /** Everything still in flight anywhere: empty when the system has settled. */
 export async function leftovers(cluster: Cluster): Promise<string[]> {
   const out: string[] = [];
   for (const bank of Object.keys(cluster.config.banks)) for (const id of inDoubtAt(cluster, bank)) out.push(`${bank} in-doubt ${id}`);
-  for (const u of unfinishedAtGateway(cluster)) out.push(`gateway unfinished ${u}`);
+  for (const u of await unfinishedAtGateway(cluster)) out.push(`gateway unfinished ${u}`);
   for (const u of cluster.users) {
     const b = await bankOf(cluster, u.bank).getBalance({ username: u.username });
     if (b.availableMinor !== b.balanceMinor) out.push(`${u.username}@${u.bank} holds ${b.balanceMinor - b.availableMinor}`);

@@ -200,7 +200,7 @@ describe('failpoints: crash at every step, restart, nothing lost or doubled', fu
     expect(await resolveOutcome(cluster, args)).to.include({ kind: 'committed' });
     await eventually(async () => (await bankOf(cluster, 'BankA').getBalance({ username: 'alice' })).balanceMinor
       === before.byUser.get('alice@BankA')! - 777n, 10_000);
-    await eventually(async () => unfinishedAtGateway(cluster).every((u) => u.endsWith(':committing:BankB')));
+    await eventually(async () => (await unfinishedAtGateway(cluster)).every((u) => u.endsWith(':committing:BankB')));
     // Another gateway crash while BankB is still down: the commit stays pending, visible to operators.
     await cluster.stopGateway('SIGKILL');
     const listed = await runBin('gateway', ['unfinished', '--config', cluster.configPath, '--json']);
@@ -216,7 +216,7 @@ describe('failpoints: crash at every step, restart, nothing lost or doubled', fu
     await eventually(async () => gatewayLog(cluster).slice(logBefore).some((l) => l.transactionId === row!.transactionId
       && l.bank === 'BankB' && (l.message === 'phase 2 call failed, will retry' || l.message === 'phase 2: bank not available, will retry')),
     30_000, 'the restarted gateway retrying the commit at BankB');
-    expect(unfinishedAtGateway(cluster)).to.have.length(1);
+    expect(await unfinishedAtGateway(cluster)).to.have.length(1);
     const inDoubt = await runBin('bank', ['in-doubt', '--config', cluster.configPath, '--name', 'BankB', '--json']);
     expect(JSON.parse(inDoubt.stdout).transactions).to.have.length(1);
     // BankB is back: the commit finally lands, once.

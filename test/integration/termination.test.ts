@@ -132,7 +132,7 @@ describe('termination: banks ask the coordinator about in-doubt legs', function 
       await eventually(async () => inDoubtAt(cluster, 'BankB').length === 0);
       expect((await bankOf(cluster, 'BankB').getBalance({ username: 'bob' })).balanceMinor).to.equal(before.byUser.get('bob@BankB')! + 250n);
       // The gateway still waits for BankB's acknowledgement.
-      expect(unfinishedAtGateway(cluster).some((u) => u.endsWith(':committing:BankB'))).to.equal(true);
+      expect((await unfinishedAtGateway(cluster)).some((u) => u.endsWith(':committing:BankB'))).to.equal(true);
     } finally {
       delete bankB.address;
       cluster.writeConfig();
@@ -140,7 +140,7 @@ describe('termination: banks ask the coordinator about in-doubt legs', function 
       await cluster.startGateway();
     }
     // Now the gateway's repeated Commit is acknowledged (a repeat: nothing applied twice).
-    await eventually(async () => unfinishedAtGateway(cluster).length === 0);
+    await eventually(async () => (await unfinishedAtGateway(cluster)).length === 0);
     const txId = (await gatewayOf(cluster).getTransfer({ idempotencyKey: key }, { metadata: alice })).transfer!.transactionId;
     expect((await historyFor(cluster, 'BankB', 'bob')).filter((e) => e.txId === txId)).to.have.length(1);
     expect((await historyFor(cluster, 'BankA', 'alice')).filter((e) => e.txId === txId)).to.have.length(1);

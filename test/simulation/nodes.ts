@@ -6,8 +6,8 @@ import { bankService, type BankServiceLimits } from '../../src/bank/service.js';
 import { InDoubtResolver, type CoordinatorDecision, type DecisionSource, type InDoubtLimits } from '../../src/bank/termination.js';
 import { AppError } from '../../src/core/errors.js';
 import { rng } from '../../src/core/random.js';
-import type { GroupCommitLimits } from '../../src/gateway/store.js';
-import { GatewayStore } from '../../src/gateway/store.js';
+import type { GroupCommitLimits } from '../../src/gateway/store/sqlite.js';
+import { SqliteTransferLog } from '../../src/gateway/store/sqlite.js';
 import { TransferEngine, type TransferEngineLimits } from '../../src/gateway/transfer-engine.js';
 import type { BankBatchClient, BatchClientSource } from '../../src/gateway/bank-batches.js';
 import {
@@ -25,7 +25,7 @@ import type { Logger } from '../../src/logging/logger.js';
 import type { SimNetwork } from './network.js';
 import type { Incarnation, SimTime } from './sim-clock.js';
 
-// The simulated nodes: the real gateway (GatewayStore + TransferEngine, with its driver and the
+// The simulated nodes: the real gateway (SqliteTransferLog + TransferEngine, with its driver and the
 // pure coordinator) and the real banks (Ledger + bankService over its group commit + the
 // InDoubtResolver), each on its own SQLite file. A crash closes the file at once: what SQLite
 // committed stays (better-sqlite3 commits synchronously), every queue and timer of the process is
@@ -59,7 +59,7 @@ export class GatewayNode implements Incarnation {
   readonly name = 'gateway';
   epoch = 0;
   up = false;
-  store: GatewayStore | undefined;
+  store: SqliteTransferLog | undefined;
   engine: TransferEngine | undefined;
 
   constructor(
@@ -73,7 +73,7 @@ export class GatewayNode implements Incarnation {
   start(): Promise<void> {
     this.up = true;
     const clock = this.time.clockOf(this);
-    this.store = new GatewayStore(this.file, { groupCommit: this.limits, clock });
+    this.store = new SqliteTransferLog(this.file, { groupCommit: this.limits, clock });
     this.engine = new TransferEngine({
       store: this.store,
       bankClients: this.banks(),

@@ -102,6 +102,27 @@ describe('client SDK (GatewayClient)', () => {
     expect(fake.callsOf('Login')).to.have.length(2);
   });
 
+  it('fails over between several gateway instances on UNAVAILABLE and stays with the one that answered', async () => {
+    const second = await FakeGateway.start(certs);
+    second.addUser('BankA', 'alice', 'alice-pw', 'EUR', 10_000n);
+    const both = new GatewayClient({ address: `${fake.address}, ${second.address}`, tls: loadTls(certs, 'client'), limits: LIMITS });
+    try {
+      await both.login('BankA', 'alice', 'alice-pw');
+      expect(both.address).to.equal(fake.address);
+      fake.close();
+      await both.login('BankA', 'alice', 'alice-pw');
+      expect(both.address).to.equal(second.address);
+      expect(second.callsOf('Login')).to.have.length(1);
+      second.close();
+      // Every instance refuses: UNAVAILABLE after retryMaxAttempts rounds.
+      const f = await failureOf(both.login('BankA', 'alice', 'alice-pw'));
+      expect(f).to.include({ code: 'UNAVAILABLE', reason: 'GATEWAY_UNREACHABLE' });
+    } finally {
+      both.close();
+      second.close();
+    }
+  });
+
   it('gives every call a deadline', async () => {
     const quick = new GatewayClient({ address: fake.address, tls: loadTls(certs, 'client'), limits: { ...LIMITS, callTimeoutMs: 200 } });
     try {

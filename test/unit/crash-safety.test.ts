@@ -14,7 +14,7 @@ import { eventually } from '../helpers/cluster.js';
 import { ROOT } from '../helpers/processes.js';
 import { createCoordinatorService } from '../../src/gateway/coordinator-service.js';
 import { Decision } from '../../src/gen/coordinator/v1/coordinator.js';
-import { GatewayStore } from '../../src/gateway/store.js';
+import { SqliteTransferLog } from '../../src/gateway/store/sqlite.js';
 import { TransferEngine } from '../../src/gateway/transfer-engine.js';
 import { silentLogger } from '../../src/logging/logger.js';
 import { clockReading, storeOptions } from '../helpers/clock.js';
@@ -163,7 +163,7 @@ describe('bank in-doubt resolver (termination protocol)', () => {
 
 describe('gateway: decisions for banks and idempotency-key retention', () => {
   let dir: string;
-  let store: GatewayStore;
+  let store: SqliteTransferLog;
   let nowMs: number;
   const tx = (key = newId()): Tx => ({
     id: newId(), idempotencyKey: key, from: { bank: 'BankA', username: 'alice' }, to: { bank: 'BankB', username: 'bob' },
@@ -183,6 +183,7 @@ describe('gateway: decisions for banks and idempotency-key retention', () => {
       prepareTimeoutMs: 1000, replyAckWaitMs: 100, phase2CallTimeoutMs: 100, commitRetryIntervalMs: 10, commitRetryMaxIntervalMs: 100,
       inFlightTransfersMax: 10, idempotencyRetentionHours: retentionHours, idempotencyPruneBatchMax: 2, idempotencyPruneIntervalMs: 60_000,
       bankBatchMaxItems: 256, bankBatchWindowMs: 0,
+      transferPollIntervalMs: 50, leaseRenewIntervalMs: 1000, takeoverIntervalMs: 1000, takeoverBatchMax: 10,
     },
     logger: silentLogger(),
     clock: clockReading(() => nowMs),
@@ -191,7 +192,7 @@ describe('gateway: decisions for banks and idempotency-key retention', () => {
 
   beforeEach(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'payments-gwstore-'));
-    store = new GatewayStore(path.join(dir, 'gateway.sqlite'), storeOptions());
+    store = new SqliteTransferLog(path.join(dir, 'gateway.sqlite'), storeOptions());
     nowMs = 100 * HOUR_MS;
   });
   afterEach(() => {
@@ -218,9 +219,9 @@ describe('gateway: decisions for banks and idempotency-key retention', () => {
     expect(store.findById(recent.id)?.state).to.equal('committed');
     expect(store.findById(stuck.id)?.state).to.equal('committing');
     // A pruned key is free again; the coordinator presumes abort for a pruned (finished) id.
-    expect(e.get(old[0]!.from, old[0]!.idempotencyKey)).to.equal(undefined);
+    expect(await e.get(old[0]!.from, old[0]!.idempotencyKey)).to.equal(undefined);
     nowMs += 2 * HOUR_MS;
-    expect(e.pruneExpired()).to.equal(1);
+    expect(await e.pruneExpired()).to.equal(1);
     expect(store.findById(recent.id)).to.equal(undefined);
     await e.stop(0);
   });

@@ -10,7 +10,7 @@ import type { LogRecord, Tx } from '../../src/coordinator/index.js';
 import { LedgerGroupCommit } from '../../src/bank/group-commit.js';
 import { Ledger } from '../../src/bank/ledger.js';
 import { bankService } from '../../src/bank/service.js';
-import { GatewayStore } from '../../src/gateway/store.js';
+import { SqliteTransferLog } from '../../src/gateway/store/sqlite.js';
 import { LegKind, TransactionState, Vote } from '../../src/gen/bank/v1/bank.js';
 import { storeOptions } from '../helpers/clock.js';
 
@@ -32,14 +32,14 @@ describe('group commit', () => {
     });
 
     it('writes the records queued in one turn in one transaction, then tells each waiter', async () => {
-      const store = new GatewayStore(path.join(dir, 'gateway.sqlite'), storeOptions());
+      const store = new SqliteTransferLog(path.join(dir, 'gateway.sqlite'), storeOptions());
       const txs = [tx(), tx(), tx()];
       const told: string[] = [];
       for (const t of txs) {
         store.enqueue({ type: 'begin', tx: t }, 1, (err) => {
           expect(err).to.equal(undefined);
           // Durable when the waiter runs: another connection sees the row.
-          const reader = new GatewayStore(store.file, { readonly: true });
+          const reader = new SqliteTransferLog(store.file, { readonly: true });
           expect(reader.findById(t.id)?.state).to.equal('preparing');
           reader.close();
           told.push(t.id);
@@ -54,7 +54,7 @@ describe('group commit', () => {
     });
 
     it('a record that does not fit fails alone; the others of its batch are written', async () => {
-      const store = new GatewayStore(path.join(dir, 'gateway.sqlite'), storeOptions());
+      const store = new SqliteTransferLog(path.join(dir, 'gateway.sqlite'), storeOptions());
       const good = tx();
       const results: Record<string, string> = {};
       store.enqueue({ type: 'begin', tx: good }, 1, (err) => { results.good = err ? 'failed' : 'ok'; });
@@ -69,7 +69,7 @@ describe('group commit', () => {
     });
 
     it('writes a full batch at once and keeps the order of records; close() writes what is queued', () => {
-      const store = new GatewayStore(path.join(dir, 'gateway.sqlite'), storeOptions({ persistBatchMaxRecords: 2, persistBatchWindowMs: 0 }));
+      const store = new SqliteTransferLog(path.join(dir, 'gateway.sqlite'), storeOptions({ persistBatchMaxRecords: 2, persistBatchWindowMs: 0 }));
       const t = tx();
       const records: LogRecord[] = [
         { type: 'begin', tx: t },
@@ -82,7 +82,7 @@ describe('group commit', () => {
       expect(durable).to.deep.equal(['begin', 'decision']);
       expect(store.findById(t.id)?.awaiting).to.deep.equal(['BankA', 'BankB']);
       store.close();
-      const reopened = new GatewayStore(store.file, storeOptions());
+      const reopened = new SqliteTransferLog(store.file, storeOptions());
       expect(reopened.findById(t.id)).to.deep.include({ state: 'committing', awaiting: ['BankB'] });
       expect(() => reopened.append({ type: 'ack', txId: t.id, bank: 'BankA' }, 2)).to.throw(AssertionError);
       reopened.close();
@@ -131,7 +131,7 @@ describe('group commit', () => {
     });
 
     it('the group-commit queue runs a faulty operation alone, so the others still succeed', async () => {
-      const group = new LedgerGroupCommit(ledger, { groupCommitOpsMax: 16 }, systemClock);
+      const group = new LedgerGroupCommit(ledger, { groupCommitOpsMax: 16, groupCommitWindowMs: 0 }, systemClock);
       const t1 = newId();
       const settled = await Promise.allSettled([
         group.submit({ type: 'prepare', leg: leg(t1, 'debit', 'alice', 10n) }),
@@ -144,7 +144,7 @@ describe('group commit', () => {
     });
 
     it('answers PrepareBatch / CommitBatch / AbortBatch item by item; a malformed leg is a NO alone', async () => {
-      const service = bankService(ledger, { historyPageSizeDefault: 20, historyPageSizeMax: 100, batchItemsMax: 8, groupCommitOpsMax: 64, passwordChecksMax: 1, passwordCheckQueueMax: 0 }, systemClock);
+      const service = bankService(ledger, { historyPageSizeDefault: 20, historyPageSizeMax: 100, batchItemsMax: 8, groupCommitOpsMax: 64, groupCommitWindowMs: 0, passwordChecksMax: 1, passwordCheckQueueMax: 0 }, systemClock);
       const ctx = {} as never;
       const [t1, t2, t3] = [newId(), newId(), newId()];
       const item = (transactionId: string, kind: LegKind, username: string, amountMinor: bigint) => ({

@@ -22,7 +22,7 @@ import {
   type PrepareDebitRequest,
 } from '../../src/gen/bank/v1/bank.js';
 import { BankClients } from '../../src/gateway/bank-clients.js';
-import { openGatewayStore, type GatewayStore } from '../../src/gateway/store.js';
+import { openSqliteLog, type SqliteTransferLog } from '../../src/gateway/store/sqlite.js';
 import { TransferEngine } from '../../src/gateway/transfer-engine.js';
 import { createNodeServer, listenTls } from '../../src/grpc/server.js';
 import { silentLogger } from '../../src/logging/logger.js';
@@ -190,7 +190,7 @@ interface Harness {
   readonly banks: Map<string, TestBank>;
   readonly config: Config;
   engine: TransferEngine;
-  store: GatewayStore;
+  store: SqliteTransferLog;
   bankClients: BankClients;
   /** A new engine (and store, channels) on the same data dir, as after a gateway restart. */
   restart(): Promise<void>;
@@ -201,9 +201,9 @@ const bob: AccountRef = { bank: 'BankB', username: 'bob' };
 const carol: AccountRef = { bank: 'BankA', username: 'carol' };
 
 /** Polls `cond`; the bound only keeps a broken engine from hanging the suite (CI machines are slow). */
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 20_000): Promise<void> {
+async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
   const until = Date.now() + timeoutMs;
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
@@ -269,7 +269,7 @@ describe('transfer engine (real gRPC banks over mTLS, real SQLite)', function ()
       },
     });
     const open = async () => {
-      const store = openGatewayStore(dataDir, { groupCommit: config.gateway, clock: systemClock });
+      const store = openSqliteLog(dataDir, { groupCommit: config.gateway, clock: systemClock });
       const bankClients = new BankClients(new StaticDiscovery(config), loadTls(certDir, 'gateway'), logger, {
         callTimeoutMs: 2000,
         retryMaxAttempts: 1,
@@ -315,8 +315,8 @@ describe('transfer engine (real gRPC banks over mTLS, real SQLite)', function ()
     expect(again).to.deep.equal(view);
     expect(bank(h, 'BankA').calls.prepare + bank(h, 'BankB').calls.prepare).to.equal(prepares);
     expect(bank(h, 'BankA').balance('alice').balance).to.equal(8750n);
-    expect(h.engine.get(alice, req.idempotencyKey)).to.deep.equal(view);
-    expect(h.engine.get(bob, req.idempotencyKey)).to.equal(undefined); // keys are scoped to the owner
+    expect(await h.engine.get(alice, req.idempotencyKey)).to.deep.equal(view);
+    expect(await h.engine.get(bob, req.idempotencyKey)).to.equal(undefined); // keys are scoped to the owner
   });
 
   it('commits a same-bank transfer with a single Commit', async () => {
@@ -340,7 +340,7 @@ describe('transfer engine (real gRPC banks over mTLS, real SQLite)', function ()
     const replayed = await expectAppError(h.engine.create(alice, missing), 'ACCOUNT_NOT_FOUND');
     expect(replayed.code).to.equal('NOT_FOUND');
     expect(bank(h, 'BankA').calls.prepare + bank(h, 'BankB').calls.prepare).to.equal(prepares);
-    expect(h.engine.get(alice, missing.idempotencyKey)).to.deep.include({ status: 'aborted' });
+    expect(await h.engine.get(alice, missing.idempotencyKey)).to.deep.include({ status: 'aborted' });
 
     await expectAppError(h.engine.create(alice, input(bob, 1_000_000n)), 'INSUFFICIENT_FUNDS');
     await expectAppError(h.engine.create(alice, input({ bank: 'BankB', username: 'yen' }, 5n)), 'CURRENCY_MISMATCH');
@@ -364,8 +364,8 @@ describe('transfer engine (real gRPC banks over mTLS, real SQLite)', function ()
     await expectAppError(h.engine.create(alice, input(bob, 100n)), 'BANK_UNAVAILABLE');
     await waitFor('the debit hold to be released', () => bank(h, 'BankA').balance('alice').held === 0n);
     // BankB may have seen nothing, but it gets an Abort (tombstone) when it is back: still awaited.
-    await waitFor('BankA to acknowledge its Abort', () => h.engine.listUnfinished(10)[0]?.awaiting.length === 1);
-    const rows = h.engine.listUnfinished(10);
+    await waitFor('BankA to acknowledge its Abort', async () => (await h.engine.listUnfinished(10))[0]?.awaiting.length === 1);
+    const rows = await h.engine.listUnfinished(10);
     expect(rows.map((r) => [r.state, r.awaiting])).to.deep.equal([['aborting', ['BankB']]]);
   });
 
@@ -418,7 +418,7 @@ describe('transfer engine (real gRPC banks over mTLS, real SQLite)', function ()
     const undecided = mkTx(bob, 1000n);
     // Crash after the commit decision was written, before any Commit reached a bank.
     const decided = mkTx(bob, 2000n);
-    const store = openGatewayStore(h.dataDir, storeOptions());
+    const store = openSqliteLog(h.dataDir, storeOptions());
     for (const tx of [undecided, decided]) {
       store.append({ type: 'begin', tx }, Date.now());
       const base = { transactionId: tx.id, amountMinor: tx.amountMinor, currency: 'EUR' };
@@ -433,7 +433,7 @@ describe('transfer engine (real gRPC banks over mTLS, real SQLite)', function ()
     await h.restart();
     // The presumed-abort decision is durable as soon as start() returns.
     expect(h.store.findById(undecided.id)?.state).to.be.oneOf(['aborting', 'aborted']);
-    await waitFor('recovery to finish', () => h.engine.listUnfinished(10).length === 0);
+    await waitFor('recovery to finish', async () => (await h.engine.listUnfinished(10)).length === 0);
     expect(h.store.findById(undecided.id)).to.deep.include({ state: 'aborted', failure: PRESUMED_ABORT });
     expect(h.store.findById(decided.id)?.state).to.equal('committed');
     expect(bank(h, 'BankA').balance('alice')).to.deep.equal({ balance: 8000n, held: 0n });

@@ -15,7 +15,8 @@ export interface TokenVerifier {
 }
 
 export interface RevocationList {
-  isRevoked(tokenId: string): boolean;
+  /** A memory lookup; a shared list whose memory is stale asks its database (a promise). */
+  isRevoked(tokenId: string): boolean | Promise<boolean>;
 }
 
 export interface AuthOptions {
@@ -38,7 +39,7 @@ export async function authenticate(
   if (!token) return fail('TOKEN_INVALID', 'the authorization header must be `Bearer <token>`');
   const verified = await tokens.verify(token);
   if (!verified.ok) return verified;
-  if (revocations.isRevoked(verified.value.tokenId)) {
+  if (await revocations.isRevoked(verified.value.tokenId)) {
     return fail('TOKEN_REVOKED', 'the access token was revoked (logged out); log in again');
   }
   return verified;

@@ -1,24 +1,24 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { AssertionError, assert } from '../core/assert.js';
-import type { Clock, Timer } from '../core/clock.js';
-import type { Failure } from '../core/errors.js';
-import { isReason } from '../core/reasons.js';
-import type { AccountRef } from '../core/transfer.js';
-import type { DurableState, DurableTx, LogRecord } from '../coordinator/types.js';
+import { AssertionError, assert } from '../../core/assert.js';
+import type { Clock } from '../../core/clock.js';
+import type { Failure } from '../../core/errors.js';
+import { GroupCommit, type GroupCommitBounds } from '../../core/group-commit.js';
+import { isReason } from '../../core/reasons.js';
+import type { AccountRef } from '../../core/transfer.js';
+import type { DurableState, LogRecord } from '../../coordinator/types.js';
+import type { OnDurable, StoredTransfer, TransferLog, TransferLogReader } from './transfer-log.js';
 
-// The gateway's durable state: one row per transfer, keyed by transaction id and unique per
-// (owner, idempotency key). The coordinator's log records are applied to it as SQL updates; each
-// update names the state it expects, so an out-of-order record is caught as a bug (pair assertion).
-// synchronous=FULL: append() returns only when the write is on disk, which is what lets the
-// driver send a Commit right after persisting the decision.
+// The embedded backend of the transfer log: one SQLite file in the gateway's data folder, one row
+// per transfer, keyed by transaction id and unique per (owner, idempotency key). The coordinator's
+// log records are applied to it as SQL updates; each update names the state it expects, so an
+// out-of-order record is caught as a bug (pair assertion). synchronous=FULL: a transaction is on
+// disk when COMMIT returns.
 //
-// Group commit: enqueue() collects the records of many transfers and writes them in ONE SQLite
-// transaction (one fsync) at the end of the event-loop turn (or after persistBatchWindowMs, or at
-// once when persistBatchMaxRecords are queued), then tells each record's waiter that it is
-// durable. The driver waits for that before performing the effects that follow the record, so
-// "persist, then send" holds per record exactly as with append().
+// Group commit (core/group-commit.ts): the records of many transfers are written in ONE SQLite
+// transaction (one fsync), then each record's waiter is told that it is durable. SQLite is
+// synchronous, so reads answer at once and a flush is done when flush() returns.
 
 export const GATEWAY_DB_FILE = 'gateway.sqlite';
 const SCHEMA_VERSION = 1;
@@ -74,17 +74,19 @@ interface Row {
   updated_at_ms: bigint;
 }
 
-/** Bounds of the group commit (config gateway.persistBatch*). */
+/** Bounds of the group commit (config gateway.persist*). */
 export interface GroupCommitLimits {
   /** Records written in one transaction at most; a full batch is written at once. */
   readonly persistBatchMaxRecords: number;
   /** How long the first queued record waits for company; 0 = until the end of this event-loop turn. */
   readonly persistBatchWindowMs: number;
-  /**
-   * How long a record nobody waits for (urgent = false) may stay queued when no urgent record
-   * comes along to take it into a group commit.
-   */
+  /** How long a record nobody waits for may stay queued when no urgent record takes it along. */
   readonly persistBackgroundDelayMs: number;
+}
+
+/** The group-commit bounds of the transfer log, from config gateway.persist*. */
+export function logGroupCommitBounds(limits: GroupCommitLimits): GroupCommitBounds {
+  return { maxItems: limits.persistBatchMaxRecords, windowMs: limits.persistBatchWindowMs, backgroundDelayMs: limits.persistBackgroundDelayMs };
 }
 
 /** A store that writes: its group-commit bounds (config gateway.persist*) and the clock of its flushes. */
@@ -93,32 +95,17 @@ export interface WritableStoreOptions {
   readonly clock: Clock;
 }
 
-/** Told when a queued record is durable (no error) or could not be written (error; nothing of it is on disk). */
-export type OnDurable = (err?: Error) => void;
-
 interface Queued {
   readonly record: LogRecord;
   readonly nowMs: number;
-  readonly onDurable: OnDurable | undefined;
 }
 
-/** A stored transfer: its durable coordinator state plus bookkeeping. */
-export interface StoredTransfer extends DurableTx {
-  readonly updatedAtMs: number;
-}
-
-export class GatewayStore {
+export class SqliteTransferLog implements TransferLog {
   private readonly db: Database.Database;
   private readonly stmts;
   private readonly applyInTx: (record: LogRecord, nowMs: number) => void;
-  private readonly applyAllInTx: (batch: readonly Queued[]) => void;
-  private readonly groupCommit: GroupCommitLimits;
-  private readonly clock: Clock | undefined;
-  private queue: Queued[] = [];
-  private flushScheduled: Timer | undefined;
-  /** Set when only background records are queued: a later flush. */
-  private backgroundFlush: Timer | undefined;
-  private readonly flushedListeners: (() => void)[] = [];
+  /** Undefined for a read-only store (it never writes a record). */
+  private readonly group: GroupCommit<Queued, void> | undefined;
 
   /** `readonly`: an operator's view of a running gateway's file (never creates or changes it). */
   constructor(
@@ -126,11 +113,6 @@ export class GatewayStore {
     options: WritableStoreOptions | { readonly readonly: true },
   ) {
     const readonly = 'readonly' in options;
-    // A read-only store never queues a record: its bounds are never used.
-    this.groupCommit = 'readonly' in options ? { persistBatchMaxRecords: 1, persistBatchWindowMs: 0, persistBackgroundDelayMs: 0 } : options.groupCommit;
-    this.clock = 'readonly' in options ? undefined : options.clock;
-    assert(this.groupCommit.persistBatchMaxRecords > 0 && this.groupCommit.persistBatchWindowMs >= 0,
-      'gateway store: need persistBatchMaxRecords > 0 and persistBatchWindowMs >= 0');
     this.db = new Database(file, readonly ? { readonly: true, fileMustExist: true } : {});
     if (!readonly) {
       this.db.pragma('journal_mode = WAL');
@@ -172,7 +154,7 @@ export class GatewayStore {
         (SELECT tx_id FROM transfers WHERE ${FINAL} AND updated_at_ms < ? ORDER BY updated_at_ms LIMIT ?)`),
     };
     this.applyInTx = this.db.transaction((record: LogRecord, nowMs: number) => this.apply(record, nowMs));
-    this.applyAllInTx = this.db.transaction((batch: readonly Queued[]) => {
+    const writeAll = this.db.transaction((batch: readonly Queued[]) => {
       // An ack followed by its transfer's completion in the same batch is implied by it.
       let completed: Set<string> | undefined;
       for (const q of batch) if (q.record.type === 'completed') (completed ??= new Set()).add(q.record.txId);
@@ -181,107 +163,40 @@ export class GatewayStore {
         this.apply(q.record, q.nowMs);
       }
     });
+    this.group = readonly ? undefined : new GroupCommit<Queued, void>((batch) => {
+      writeAll(batch);
+      return batch.map(() => undefined);
+    }, logGroupCommitBounds(options.groupCommit), options.clock);
   }
 
   /**
-   * Writes one coordinator record durably (returns after fsync). The begin record is one INSERT:
-   * the idempotency key and the transfer are claimed together, before any prepare is sent.
-   * Records queued earlier are written first (in order).
+   * Writes one coordinator record durably (returns after fsync), after the records queued before
+   * it. The begin record is one INSERT: the idempotency key and the transfer are claimed together,
+   * before any prepare is sent.
    */
   append(record: LogRecord, nowMs: number): void {
-    this.flush();
+    void this.flush();
     this.applyInTx(record, nowMs);
   }
 
-  /**
-   * Queues a record for the next group commit; `onDurable` runs once the transaction holding it
-   * is on disk (or failed). Records are written in the order they were queued. A record that is
-   * not `urgent` (nobody waits for it) rides along with the next urgent one, or is written
-   * persistBackgroundDelayMs later: it does not cost a group commit of its own.
-   */
   enqueue(record: LogRecord, nowMs: number, onDurable?: OnDurable, urgent = true): void {
     assert(this.db.open, 'gateway store is closed');
-    const clock = this.clock;
-    assert(clock, 'gateway store is read-only');
-    this.queue.push({ record, nowMs, onDurable });
-    if (this.queue.length >= this.groupCommit.persistBatchMaxRecords) {
-      this.flush();
-      return;
-    }
-    if (this.flushScheduled !== undefined) return;
-    if (!urgent) {
-      this.backgroundFlush ??= clock.setTimer(this.groupCommit.persistBackgroundDelayMs, () => {
-        this.backgroundFlush = undefined;
-        this.flush();
-      });
-      return;
-    }
-    const flush = () => {
-      this.flushScheduled = undefined;
-      this.flush();
-    };
-    this.flushScheduled = clock.setTimer(this.groupCommit.persistBatchWindowMs, flush);
+    assert(this.group, 'gateway store is read-only');
+    this.group.submit({ record, nowMs }, onDurable, urgent);
   }
 
-  /**
-   * Runs `listener` after each group commit, once every waiter of it has run (the driver sends the
-   * bank calls those waiters queued right then, instead of one event-loop turn later).
-   */
   onFlushed(listener: () => void): void {
-    this.flushedListeners.push(listener);
+    this.group?.onFlushed(listener);
   }
 
   /** Records queued and not yet written. */
   get queued(): number {
-    return this.queue.length;
+    return this.group?.queued ?? 0;
   }
 
-  /**
-   * Writes every record queued so far now, in one transaction (or several of at most
-   * persistBatchMaxRecords), then tells their waiters. Should a shared transaction fail, each of
-   * its records is retried alone, so that one bad record fails only its own waiter. Records that
-   * waiters queue meanwhile go into the next group commit.
-   */
-  flush(): void {
-    this.cancelScheduledFlush();
-    const pending = this.queue;
-    this.queue = [];
-    let thrown: unknown;
-    for (let start = 0; start < pending.length; start += this.groupCommit.persistBatchMaxRecords) {
-      const batch = pending.slice(start, start + this.groupCommit.persistBatchMaxRecords);
-      let results: (Error | undefined)[];
-      try {
-        this.applyAllInTx(batch);
-        results = batch.map(() => undefined);
-      } catch {
-        results = batch.map((q) => {
-          try {
-            this.applyInTx(q.record, q.nowMs);
-            return undefined;
-          } catch (err) {
-            return err instanceof Error ? err : new Error(String(err));
-          }
-        });
-      }
-      // Waiters run after the whole batch is durable; one that throws (an assertion) must not
-      // keep the others from hearing about their records.
-      for (let i = 0; i < batch.length; i++) {
-        try {
-          batch[i]!.onDurable?.(results[i]);
-        } catch (err) {
-          thrown ??= err;
-        }
-      }
-    }
-    if (thrown !== undefined) throw thrown;
-    if (pending.length > 0) for (const listener of this.flushedListeners) listener();
-  }
-
-  private cancelScheduledFlush(): void {
-    this.backgroundFlush?.cancel();
-    this.backgroundFlush = undefined;
-    this.flushScheduled?.cancel();
-    this.flushScheduled = undefined;
+  /** Writes every record queued so far, synchronously (SQLite): done when this returns. */
+  flush(): Promise<void> {
+    return this.group?.flush() ?? Promise.resolve();
   }
 
   private apply(record: LogRecord, nowMs: number): void {
@@ -381,7 +296,7 @@ export class GatewayStore {
   close(): void {
     if (!this.db.open) return;
     try {
-      this.flush();
+      void this.flush();
     } finally {
       this.db.close();
     }
@@ -392,8 +307,7 @@ export class GatewayStore {
    * (committed SQLite transactions are durable; the queue is lost). For the simulator.
    */
   crash(): void {
-    this.cancelScheduledFlush();
-    this.queue = [];
+    this.group?.discard();
     if (this.db.open) this.db.close();
   }
 
@@ -403,14 +317,14 @@ export class GatewayStore {
 }
 
 /** Opens an existing gateway store read-only (operator commands next to a running gateway). */
-export function openGatewayStoreReadOnly(dataDir: string): GatewayStore {
-  return new GatewayStore(path.join(dataDir, GATEWAY_DB_FILE), { readonly: true });
+export function openSqliteLogReadOnly(dataDir: string): TransferLogReader {
+  return new SqliteTransferLog(path.join(dataDir, GATEWAY_DB_FILE), { readonly: true });
 }
 
 /** Opens (creating if needed) the gateway store in `dataDir`. */
-export function openGatewayStore(dataDir: string, options: WritableStoreOptions): GatewayStore {
+export function openSqliteLog(dataDir: string, options: WritableStoreOptions): SqliteTransferLog {
   fs.mkdirSync(dataDir, { recursive: true });
-  return new GatewayStore(path.join(dataDir, GATEWAY_DB_FILE), options);
+  return new SqliteTransferLog(path.join(dataDir, GATEWAY_DB_FILE), options);
 }
 
 function expectOne(changes: number, record: LogRecord): void {

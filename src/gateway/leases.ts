@@ -1,0 +1,90 @@
+import type { Clock, Timer } from '../core/clock.js';
+import type { Logger } from '../logging/logger.js';
+import type { StoredTransfer, TransferLeases } from './store/transfer-log.js';
+
+// Lease upkeep of a gateway that shares its log with others: renew the leases of the transfers it
+// owns, and take over the ones whose owner stopped renewing (crashed, partitioned, paused). Both
+// are single statements on the shared log, on the injected clock; the lease times themselves are
+// the database's (store/postgres.ts), so instances' clocks never have to agree.
+
+export interface LeaseLimits {
+  readonly leaseRenewIntervalMs: number;
+  readonly takeoverIntervalMs: number;
+  readonly takeoverBatchMax: number;
+}
+
+export class LeaseKeeper {
+  private renewTimer: Timer | undefined;
+  private takeoverTimer: Timer | undefined;
+  private stopped = false;
+  /** One warning per run of failures, not one per attempt. */
+  private renewFailing = false;
+
+  constructor(
+    private readonly leases: TransferLeases,
+    private readonly limits: LeaseLimits,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+    /** Transfers just taken over (epoch bumped, owned here now): drive them. */
+    private readonly onTakenOver: (rows: StoredTransfer[]) => void,
+  ) {}
+
+  start(): void {
+    this.scheduleRenew();
+    this.scheduleTakeover(0);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.renewTimer?.cancel();
+    this.takeoverTimer?.cancel();
+  }
+
+  /** One look for expired leases now (also what the timer runs); resolves with how many were taken. */
+  async takeOverOnce(): Promise<number> {
+    let taken = 0;
+    // A backlog (a crashed peer's transfers) is taken batch by batch without waiting a full interval.
+    for (;;) {
+      if (this.stopped) return taken;
+      const rows = await this.leases.takeOverExpired(this.limits.takeoverBatchMax);
+      if (rows.length === 0 || this.stopped) return taken;
+      taken += rows.length;
+      this.logger.warn('took over transfers whose owner stopped renewing its lease', {
+        instance: this.leases.instanceId, transfers: rows.length,
+      });
+      this.onTakenOver(rows);
+      if (rows.length < this.limits.takeoverBatchMax) return taken;
+    }
+  }
+
+  private scheduleRenew(): void {
+    if (this.stopped) return;
+    this.renewTimer = this.clock.setTimer(this.limits.leaseRenewIntervalMs, () => {
+      this.leases.renew().then(
+        () => {
+          if (this.renewFailing) this.logger.info('lease renewal works again', { instance: this.leases.instanceId });
+          this.renewFailing = false;
+        },
+        (err: unknown) => {
+          // Leases lapse if this goes on for leaseMs: other gateways then take the transfers over
+          // and this one's writes are refused (fenced), so nothing is decided twice.
+          if (!this.renewFailing) this.logger.warn('could not renew transfer leases', { instance: this.leases.instanceId, error: errorText(err) });
+          this.renewFailing = true;
+        },
+      ).finally(() => this.scheduleRenew());
+    }, { background: true });
+  }
+
+  private scheduleTakeover(delayMs: number): void {
+    if (this.stopped) return;
+    this.takeoverTimer = this.clock.setTimer(delayMs, () => {
+      this.takeOverOnce().catch((err: unknown) => {
+        this.logger.warn('could not look for expired transfer leases', { instance: this.leases.instanceId, error: errorText(err) });
+      }).finally(() => this.scheduleTakeover(this.limits.takeoverIntervalMs));
+    }, { background: true });
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

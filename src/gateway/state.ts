@@ -1,0 +1,86 @@
+import type { Config } from '../config/schema.js';
+import type { Clock } from '../core/clock.js';
+import type { Logger } from '../logging/logger.js';
+import { Revocations } from './revocations.js';
+import { SharedRevocations } from './shared/revocations.js';
+import { SharedVerifyKeys } from './shared/verify-keys.js';
+import { connectPostgres } from './store/postgres-connect.js';
+import { PostgresTransferLog } from './store/postgres.js';
+import { openSqliteLog } from './store/sqlite.js';
+import type { TransferLog } from './store/transfer-log.js';
+import { Tokens } from './tokens.js';
+
+// Everything durable a gateway keeps, opened in one place for the configured backend
+// (config gateway.store): the transfer log, the token keys and the logout denylist.
+// - sqlite: one gateway; the log, the denylist and the signing key in its data folder.
+// - postgres: several gateways share the log, the denylist and the public halves of their
+//   signing keys (store/postgres*.ts, shared/*); each keeps its private key in its data folder.
+
+export interface GatewayState {
+  readonly log: TransferLog;
+  readonly tokens: Tokens;
+  readonly revocations: {
+    revoke(tokenId: string, expiresAtMs: number): void | Promise<void>;
+    isRevoked(tokenId: string): boolean | Promise<boolean>;
+  };
+  /** Closes what is still open (the engine closes the log itself when it stops). */
+  close(): Promise<void>;
+}
+
+export async function openGatewayState(config: Config, clock: Clock, logger: Logger): Promise<GatewayState> {
+  return config.gateway.store === 'postgres' ? openShared(config, clock, logger) : openEmbedded(config, clock);
+}
+
+async function openEmbedded(config: Config, clock: Clock): Promise<GatewayState> {
+  const gateway = config.gateway;
+  const tokens = await Tokens.open(gateway.dataDir, { ttlSeconds: gateway.tokenTtlSeconds, now: () => clock.nowMs() });
+  const revocations = Revocations.open(gateway.dataDir, clock.nowMs());
+  let log: TransferLog;
+  try {
+    log = openSqliteLog(gateway.dataDir, { groupCommit: gateway, clock });
+  } catch (err) {
+    revocations.close();
+    throw err;
+  }
+  return {
+    log,
+    tokens,
+    revocations: {
+      revoke: (tokenId, expiresAtMs) => revocations.revoke(tokenId, expiresAtMs, clock.nowMs()),
+      isRevoked: (tokenId) => revocations.isRevoked(tokenId),
+    },
+    async close() {
+      if (log.isOpen) await log.close();
+      revocations.close();
+    },
+  };
+}
+
+async function openShared(config: Config, clock: Clock, logger: Logger): Promise<GatewayState> {
+  const gateway = config.gateway;
+  const pool = await connectPostgres(gateway.postgres, logger, `payments-gateway-${gateway.instanceId}`);
+  try {
+    const verifyKeys = new SharedVerifyKeys(pool, clock);
+    const tokens = await Tokens.open(gateway.dataDir, { ttlSeconds: gateway.tokenTtlSeconds, now: () => clock.nowMs(), peers: verifyKeys });
+    // Before the first token is issued: every instance can then verify it.
+    await verifyKeys.publish(gateway.instanceId, { current: tokens.key, previous: tokens.previous });
+    const revocations = await SharedRevocations.open(pool, gateway, clock, logger);
+    const log = new PostgresTransferLog({ pool, instanceId: gateway.instanceId, leaseMs: gateway.leaseMs, groupCommit: gateway, clock });
+    logger.info('shared gateway state on PostgreSQL', {
+      instance: gateway.instanceId, host: gateway.postgres.host, port: gateway.postgres.port, database: gateway.postgres.database,
+    });
+    return {
+      log,
+      tokens,
+      revocations,
+      async close() {
+        if (log.isOpen) await log.close();
+        revocations.close();
+        await pool.end();
+      },
+    };
+  } catch (err) {
+    await pool.end();
+    throw err;
+  }
+}

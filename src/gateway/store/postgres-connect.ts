@@ -1,0 +1,97 @@
+import fs from 'node:fs';
+import pg from 'pg';
+import type { Config } from '../../config/schema.js';
+import type { Logger } from '../../logging/logger.js';
+import { SHARED_STATE_SCHEMA } from '../shared/sql.js';
+import { TRANSFER_LOG_MIGRATIONS } from './postgres.js';
+
+// Connecting the gateway to its shared PostgreSQL: the password from outside config.json, a check
+// that a commit is durable before PostgreSQL acknowledges it, and the schema migrations (applied
+// once, under an advisory lock, since several gateways may start at the same time).
+
+export type PostgresSettings = Config['gateway']['postgres'];
+
+/** Every migration of the gateway's database, in order: version i+1 is MIGRATIONS[i]. */
+export const MIGRATIONS: readonly string[] = [...TRANSFER_LOG_MIGRATIONS, SHARED_STATE_SCHEMA];
+
+/** The advisory lock that serialises migrations (an arbitrary constant, the same in every gateway). */
+const MIGRATION_LOCK_KEY = 7_310_202_612;
+
+/** Settings under which PostgreSQL acknowledges a commit before it is on disk. */
+export function durabilityProblem(settings: { fsync: string; synchronous_commit: string }): string | undefined {
+  if (settings.fsync !== 'on') return `fsync is ${settings.fsync}: a crash of the database server can lose acknowledged commits`;
+  // on / remote_write / remote_apply / local all flush the WAL locally before acknowledging; only
+  // off acknowledges before the flush.
+  if (settings.synchronous_commit === 'off') return 'synchronous_commit is off: a commit is acknowledged before its WAL is flushed';
+  return undefined;
+}
+
+export function postgresPassword(settings: PostgresSettings, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (settings.passwordEnv !== undefined) {
+    const value = env[settings.passwordEnv];
+    if (value === undefined) throw new Error(`gateway.postgres.passwordEnv names ${settings.passwordEnv}, which is not set`);
+    return value;
+  }
+  if (settings.passwordFile !== undefined) {
+    const mode = fs.statSync(settings.passwordFile).mode;
+    if ((mode & 0o077) !== 0) {
+      throw new Error(`gateway.postgres.passwordFile ${settings.passwordFile} is readable by others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
+    }
+    return fs.readFileSync(settings.passwordFile, 'utf8').trim();
+  }
+  return undefined;
+}
+
+/** Opens a pool, refuses a database that would lose acknowledged commits, applies migrations. */
+export async function connectPostgres(settings: PostgresSettings, logger: Logger, applicationName: string): Promise<pg.Pool> {
+  const password = postgresPassword(settings);
+  const pool = new pg.Pool({
+    host: settings.host,
+    port: settings.port,
+    database: settings.database,
+    user: settings.user,
+    ...(password !== undefined ? { password } : {}),
+    ssl: settings.ssl ? { rejectUnauthorized: true } : false,
+    max: settings.poolMax,
+    connectionTimeoutMillis: settings.connectTimeoutMs,
+    statement_timeout: settings.statementTimeoutMs,
+    application_name: applicationName,
+  });
+  // An idle connection that breaks (a database restart) must not crash the gateway: the next
+  // query opens a new one, and callers see their own query fail meanwhile.
+  pool.on('error', (err) => logger.warn('PostgreSQL connection lost', { error: err.message }));
+  try {
+    const res = await pool.query<{ fsync: string; synchronous_commit: string }>(
+      `SELECT current_setting('fsync') AS fsync, current_setting('synchronous_commit') AS synchronous_commit`);
+    const problem = durabilityProblem(res.rows[0]!);
+    if (problem) throw new Error(`refusing PostgreSQL at ${settings.host}:${settings.port}/${settings.database}: ${problem}`);
+    await migrate(pool, logger);
+    return pool;
+  } catch (err) {
+    await pool.end();
+    throw err;
+  }
+}
+
+async function migrate(pool: pg.Pool, logger: Logger): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+    await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
+    const done = Number((await client.query<{ v: number | null }>('SELECT max(version) AS v FROM schema_migrations')).rows[0]?.v ?? 0);
+    if (done > MIGRATIONS.length) throw new Error(`database schema version ${done} is newer than this gateway knows (${MIGRATIONS.length})`);
+    for (let v = done + 1; v <= MIGRATIONS.length; v++) {
+      await client.query(MIGRATIONS[v - 1]!);
+      await client.query('INSERT INTO schema_migrations (version) VALUES ($1)', [v]);
+    }
+    await client.query('COMMIT');
+    if (done < MIGRATIONS.length) logger.info('database schema migrated', { from: done, to: MIGRATIONS.length });
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}

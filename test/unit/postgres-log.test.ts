@@ -1,0 +1,181 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import type pg from 'pg';
+import { systemClock } from '../../src/core/clock.js';
+import type { LogRecord, Tx } from '../../src/coordinator/index.js';
+import { SharedRevocations } from '../../src/gateway/shared/revocations.js';
+import { SharedVerifyKeys } from '../../src/gateway/shared/verify-keys.js';
+import { connectPostgres, MIGRATIONS } from '../../src/gateway/store/postgres-connect.js';
+import { PostgresTransferLog } from '../../src/gateway/store/postgres.js';
+import { RecordRefused } from '../../src/gateway/store/transfer-log.js';
+import { Tokens } from '../../src/gateway/tokens.js';
+import { silentLogger } from '../../src/logging/logger.js';
+import { eventually } from '../helpers/cluster.js';
+import { DEFAULT_CONFIG } from '../helpers/clock.js';
+import { PostgresServer } from '../helpers/postgres.js';
+
+// The shared (PostgreSQL) backend against a real server: group commit as one statement,
+// idempotency keys claimed globally, the decision as a compare-and-set, leases and fencing
+// between two gateway instances, the shared denylist and verify keys, and the durability check.
+
+describe('PostgreSQL transfer log (two gateway instances, one real server)', function () {
+  let server: PostgresServer;
+  let pool: pg.Pool;
+  const logs: PostgresTransferLog[] = [];
+
+  before(async () => {
+    server = await PostgresServer.start();
+    pool = await connectPostgres(server.settings, silentLogger(), 'test');
+  });
+  after(async () => {
+    await pool?.end();
+    await server?.stop();
+  });
+  beforeEach(async () => {
+    await pool.query('TRUNCATE transfers, revoked_tokens, token_verify_keys');
+  });
+  afterEach(async () => {
+    for (const log of logs.splice(0)) await log.close();
+  });
+
+  const open = (instanceId: string, leaseMs = 60_000) => {
+    const log = new PostgresTransferLog({ pool, instanceId, leaseMs, groupCommit: DEFAULT_CONFIG.gateway, clock: systemClock });
+    logs.push(log);
+    return log;
+  };
+  const tx = (key: string = randomUUID()): Tx => ({
+    id: randomUUID(), idempotencyKey: key, from: { bank: 'BankA', username: 'alice' }, to: { bank: 'BankB', username: 'bob' },
+    amountMinor: 5n, currency: 'EUR', createdAtMs: Date.now(),
+  });
+  /** Queues a record; resolves with 'ok' or the refusal's kind / error name. */
+  const write = (log: PostgresTransferLog, record: LogRecord) => new Promise<string>((resolve) => {
+    log.enqueue(record, Date.now(), (err) => {
+      if (!err) resolve('ok');
+      else if (err instanceof RecordRefused) resolve(err.kind);
+      else resolve(err.name);
+    });
+  });
+
+  it('writes a batch of many transfers as one statement; each waiter runs once its record is durable', async () => {
+    // The log's pool, counting the statements it is sent.
+    let sent = 0;
+    const counting = Object.create(pool) as pg.Pool;
+    counting.query = ((...args: Parameters<pg.Pool['query']>) => { sent++; return (pool.query as (...a: unknown[]) => unknown)(...args); }) as pg.Pool['query'];
+    const log = new PostgresTransferLog({ pool: counting, instanceId: 'g1', leaseMs: 60_000, groupCommit: DEFAULT_CONFIG.gateway, clock: systemClock });
+    logs.push(log);
+    const txs = [tx(), tx(), tx()];
+    const seen: string[] = [];
+    const durable = txs.map((t) => new Promise<void>((resolve) => {
+      log.enqueue({ type: 'begin', tx: t }, Date.now(), async (err) => {
+        expect(err).to.equal(undefined);
+        seen.push(t.id);
+        resolve();
+      });
+    }));
+    await Promise.all(durable);
+    expect(seen).to.deep.equal(txs.map((t) => t.id));
+    // Another connection sees every row: the statement committed before the waiters ran.
+    const rows = await pool.query('SELECT tx_id, state, owner_instance, epoch FROM transfers ORDER BY created_at_ms');
+    expect(rows.rows.map((r) => r.state)).to.deep.equal(['preparing', 'preparing', 'preparing']);
+    expect(rows.rows.every((r) => r.owner_instance === 'g1' && Number(r.epoch) === 1)).to.equal(true);
+    expect(sent).to.equal(1);
+  });
+
+  it('runs a transfer to completion; both banks acknowledged in one batch', async () => {
+    const log = open('g1');
+    const t = tx();
+    expect(await write(log, { type: 'begin', tx: t })).to.equal('ok');
+    expect(await write(log, { type: 'decision', txId: t.id, decision: 'commit', awaiting: ['BankA', 'BankB'] })).to.equal('ok');
+    expect(await Promise.all([write(log, { type: 'ack', txId: t.id, bank: 'BankA' }), write(log, { type: 'ack', txId: t.id, bank: 'BankB' })]))
+      .to.deep.equal(['ok', 'ok']);
+    expect(await log.findById(t.id)).to.deep.include({ state: 'committing', awaiting: [] });
+    // A record out of order (an ack of a bank not awaited) is a bug, reported to its own waiter alone.
+    expect(await write(log, { type: 'ack', txId: t.id, bank: 'BankA' })).to.equal('AssertionError');
+    expect(await write(log, { type: 'completed', txId: t.id, outcome: { kind: 'committed' } })).to.equal('ok');
+    expect((await log.findById(t.id))?.state).to.equal('committed');
+    expect(await log.unfinished()).to.deep.equal([]);
+  });
+
+  it('claims an idempotency key once across instances: the second begin is refused key_taken', async () => {
+    const [g1, g2] = [open('g1'), open('g2')];
+    const first = tx();
+    const again = tx(first.idempotencyKey);
+    const sameBatch = tx(first.idempotencyKey);
+    const results = await Promise.all([write(g1, { type: 'begin', tx: first }), write(g1, { type: 'begin', tx: sameBatch }), write(g2, { type: 'begin', tx: again })]);
+    expect(results.filter((r) => r === 'ok')).to.have.length(1);
+    expect(results.filter((r) => r === 'key_taken')).to.have.length(2);
+    expect(Number((await pool.query('SELECT count(*) AS n FROM transfers')).rows[0].n)).to.equal(1);
+  });
+
+  it('a lapsed lease is taken over with a new epoch; the old owner is fenced and its decision never lands', async () => {
+    const g1 = open('g1', 500);
+    const g2 = open('g2', 60_000);
+    const t = tx();
+    expect(await write(g1, { type: 'begin', tx: t })).to.equal('ok');
+    expect(await g2.leases.takeOverExpired(10)).to.deep.equal([]); // still leased
+    await eventually(async () => (await g2.leases.takeOverExpired(10)).length === 1, 10_000, 'g1 lease to lapse and g2 to take the transfer');
+    expect(await g1.leases.renew()).to.equal(0); // not g1's any more
+    expect(await write(g1, { type: 'decision', txId: t.id, decision: 'commit', awaiting: ['BankA', 'BankB'] })).to.equal('fenced');
+    const presumed = { reason: 'PREPARE_TIMEOUT' as const, message: 'presumed abort' };
+    expect(await write(g2, { type: 'decision', txId: t.id, decision: 'abort', failure: presumed, awaiting: ['BankA', 'BankB'] })).to.equal('ok');
+    const row = (await pool.query('SELECT state, owner_instance, epoch FROM transfers WHERE tx_id = $1', [t.id])).rows[0];
+    expect(row).to.deep.include({ state: 'aborting', owner_instance: 'g2' });
+    expect(Number(row.epoch)).to.equal(2);
+    expect(await g2.leases.renew()).to.equal(1);
+  });
+
+  it('shares logouts and verify keys between instances', async () => {
+    const dirs = [fs.mkdtempSync(path.join(os.tmpdir(), 'pg-tokens-')), fs.mkdtempSync(path.join(os.tmpdir(), 'pg-tokens-'))];
+    const limits = { revocationSyncIntervalMs: 50, revocationMaxStalenessMs: 1000 };
+    const [ra, rb] = [await SharedRevocations.open(pool, limits, systemClock, silentLogger()), await SharedRevocations.open(pool, limits, systemClock, silentLogger())];
+    try {
+      const keysA = new SharedVerifyKeys(pool, systemClock);
+      const keysB = new SharedVerifyKeys(pool, systemClock);
+      const a = await Tokens.open(dirs[0]!, { ttlSeconds: 3600, peers: keysA });
+      const b = await Tokens.open(dirs[1]!, { ttlSeconds: 3600, peers: keysB });
+      const issued = await a.issue({ bank: 'BankA', username: 'alice' });
+      // Not published yet: B cannot verify A's token.
+      expect((await b.verify(issued.token)).ok).to.equal(false);
+      await keysA.publish('g1', { current: a.key, previous: a.previous });
+      await eventually(async () => (await b.verify(issued.token)).ok, 10_000, 'B to find A\'s published key');
+      await ra.revoke(issued.tokenId, issued.expiresAtMs);
+      expect(await ra.isRevoked(issued.tokenId)).to.equal(true);
+      await eventually(async () => rb.isRevoked(issued.tokenId) === true, 5000, 'the logout at A to reach B');
+    } finally {
+      ra.close();
+      rb.close();
+      for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+    }
+  });
+
+  it('applies migrations once, also when several gateways start together', async () => {
+    const pools = await Promise.all([1, 2, 3].map((i) => connectPostgres(server.settings, silentLogger(), `m${i}`)));
+    for (const p of pools) await p.end();
+    const versions = (await pool.query('SELECT version FROM schema_migrations ORDER BY version')).rows.map((r) => r.version);
+    expect(versions).to.deep.equal(MIGRATIONS.map((_, i) => i + 1));
+  });
+
+  it('refuses a server that acknowledges commits before they are durable', async () => {
+    await server.psql('ALTER SYSTEM SET synchronous_commit = off');
+    await server.psql('SELECT pg_reload_conf()');
+    try {
+      let refused: Error | undefined;
+      await eventually(async () => {
+        try {
+          const p = await connectPostgres(server.settings, silentLogger(), 'refuse');
+          await p.end();
+        } catch (err) {
+          refused = err as Error;
+        }
+        return refused !== undefined;
+      }, 10_000, 'the reloaded setting to be refused');
+      expect(refused!.message).to.match(/synchronous_commit is off/);
+    } finally {
+      await server.psql('ALTER SYSTEM RESET synchronous_commit');
+      await server.psql('SELECT pg_reload_conf()');
+    }
+  });
+});
