@@ -29,7 +29,7 @@ help:
 	@echo "make consul            install Consul into ./tools if missing, start a local dev agent (http $(CONSUL_HTTP_PORT))"
 	@echo "make consul-stop       stop that agent"
 
-# npm ci only when the lock file changed; `prepare` runs buf generate.
+# npm ci only when the lock file changed; `prepare` runs `npm run gen` (buf generate, and the descriptor set for reflection).
 node_modules/.install-stamp: package-lock.json package.json
 	npm ci --no-audit --no-fund
 	@touch $@
@@ -37,7 +37,7 @@ node_modules/.install-stamp: package-lock.json package.json
 install: node_modules/.install-stamp
 
 src/gen/.stamp: node_modules/.install-stamp $(shell find proto -name '*.proto') buf.gen.yaml
-	npx buf generate
+	npm run gen --silent
 	@touch $@
 
 gen: src/gen/.stamp

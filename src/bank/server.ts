@@ -4,6 +4,7 @@ import { systemRandom } from '../core/random.js';
 import { BankServiceDefinition } from '../gen/bank/v1/bank.js';
 import { guardDecode } from '../grpc/malformed.js';
 import { createNodeServer, listenTls } from '../grpc/server.js';
+import { addReflection } from '../grpc/reflection.js';
 import type { Logger } from '../logging/logger.js';
 import { peerAllowlistMiddleware } from '../middleware/server/peer-allowlist.js';
 import { loadTls, type TlsMaterial } from '../tls/credentials.js';
@@ -62,6 +63,7 @@ export async function startBankServer(
   server
     .with(peerAllowlistMiddleware((peer) => peer.role === 'gateway' && peer.cn === gateway))
     .add(guardDecode(BankServiceDefinition), bankService(ledger, config.bank, systemClock));
+  addReflection(server, [BankServiceDefinition.fullName]);
   let port: number;
   try {
     port = await listenTls(server, node.host, node.port, tls);

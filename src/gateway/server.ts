@@ -10,6 +10,7 @@ import { peerAllowlistMiddleware } from '../middleware/server/peer-allowlist.js'
 import { createCoordinatorService } from './coordinator-service.js';
 import { guardDecode } from '../grpc/malformed.js';
 import { createNodeServer, listenTls } from '../grpc/server.js';
+import { addReflection } from '../grpc/reflection.js';
 import type { Logger } from '../logging/logger.js';
 import { authMiddleware } from '../middleware/server/auth.js';
 import { loadTls, type TlsMaterial } from '../tls/credentials.js';
@@ -97,6 +98,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     server
       .with(peerAllowlistMiddleware((peer) => peer.role === 'bank' && peer.cn !== undefined && discovery.bankNames().includes(peer.cn)))
       .add(guardDecode(CoordinatorServiceDefinition), createCoordinatorService(transfers));
+    addReflection(server, [GatewayServiceDefinition.fullName, CoordinatorServiceDefinition.fullName]);
     const port = await listenTls(server, limits.host, limits.port, tls);
     closers.push((graceMs) => shutdownWithin(server, graceMs));
     health.setStatus('healthy');

@@ -22,6 +22,7 @@ import { loadTls } from '../../src/tls/credentials.js';
 import { PEER_IDENTITY_HEADER, PEER_ROLE_HEADER, peerCertificateReads } from '../../src/tls/peer-identity.js';
 import { bearer, eventually, freePort } from '../helpers/cluster.js';
 import { expectFailure } from '../helpers/expect-failure.js';
+import { reflect } from '../helpers/reflection-client.js';
 import { ROOT } from '../helpers/processes.js';
 
 // The gateway and a bank in-process on ephemeral loopback ports, over mutual TLS with the
@@ -115,6 +116,19 @@ describe('security: certificate roles, login throttling, bounded input', functio
         call: async (id) => {
           const d = await client(CoordinatorServiceDefinition, gateway.port, id).getDecision({ transactionId: newId() });
           expect(d.decision).to.equal(Decision.DECISION_ABORT); // never heard of: presumed abort
+        },
+      },
+      {
+        // Reflection reveals only the schema: admitted like health; listed services keep their own admission.
+        name: 'grpc.reflection.v1.ServerReflection (gateway and bank)',
+        admits: ['client', 'gateway', 'bank', 'consul', 'intruder'],
+        call: async (id) => {
+          const atGateway = await reflect(`localhost:${gateway.port}`, loadTls(certs, id), 10_000);
+          expect(atGateway.services).to.have.members(['payments.v1.GatewayService', 'coordinator.v1.CoordinatorService']);
+          expect(atGateway.methods['payments.v1.GatewayService']).to.include.members(['Login', 'CreateTransfer', 'GetBalance']);
+          const atBank = await reflect(`localhost:${bank.port}`, loadTls(certs, id), 10_000);
+          expect(atBank.services).to.have.members(['bank.v1.BankService']);
+          expect(atBank.methods['bank.v1.BankService']).to.include.members(['PrepareBatch', 'CommitBatch']);
         },
       },
       {
