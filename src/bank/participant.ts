@@ -1,12 +1,13 @@
 import { assert } from '../core/assert.js';
 import { fail, ok, type Result } from '../core/errors.js';
+import { sameTerms, type LegKind, type TransferTerms } from '../core/transfer.js';
 
 // The 2PC participant's decisions, free of SQLite: the ledger reads the current rows, asks these
 // functions what to do, and performs the answer inside one SQLite transaction.
 // Idempotency follows DTM's sub-transaction barrier: the transaction row is the barrier, an abort
 // of an unknown transaction leaves a tombstone (empty rollback) that refuses a late prepare (hanging).
 
-export type LegKind = 'debit' | 'credit';
+export type { LegKind };
 export type TxState = 'prepared' | 'committed' | 'aborted';
 
 /** One side of a transfer at this bank. */
@@ -41,15 +42,12 @@ export interface PrepareInput {
 export type PrepareAction = 'insert' | 'repeat';
 
 export function sameLeg(a: Leg, b: Leg): boolean {
-  return (
-    a.txId === b.txId &&
-    a.kind === b.kind &&
-    a.username === b.username &&
-    a.amountMinor === b.amountMinor &&
-    a.currency === b.currency &&
-    a.counterpartyBank === b.counterpartyBank &&
-    a.counterpartyUsername === b.counterpartyUsername
-  );
+  return a.txId === b.txId && a.kind === b.kind && a.username === b.username && sameTerms(termsOf(a), termsOf(b));
+}
+
+/** A leg's terms as seen from this bank: the other party stands where the payee stands. */
+function termsOf(leg: Leg): TransferTerms {
+  return { to: { bank: leg.counterpartyBank, username: leg.counterpartyUsername }, amountMinor: leg.amountMinor, currency: leg.currency };
 }
 
 /** Decides a PrepareDebit or PrepareCredit. A NO vote is a failed Result, never a throw. */

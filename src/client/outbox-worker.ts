@@ -1,5 +1,5 @@
 import { sleep, type Clock } from '../core/clock.js';
-import type { AccountRef } from '../core/transfer.js';
+import { sameTerms, type AccountRef } from '../core/transfer.js';
 import { ClientFailure, CLIENT_REASONS } from './failure.js';
 import type { GatewayClient } from './gateway-client.js';
 import type { Outbox, OutboxEntry, OutboxError } from './outbox.js';
@@ -261,9 +261,7 @@ export class OutboxWorker {
 
   /** Records what the gateway says about the entry's transfer. */
   private settle(entry: OutboxEntry, transfer: TransferInfo): AttemptResult {
-    const same = transfer.idempotencyKey === entry.idempotencyKey && transfer.amountMinor === entry.amountMinor
-      && transfer.to.bank === entry.to.bank && transfer.to.username === entry.to.username;
-    if (!same) {
+    if (transfer.idempotencyKey !== entry.idempotencyKey || !sameTerms(transfer, entry)) {
       return this.waiting(entry, {
         code: 'INTERNAL',
         reason: CLIENT_REASONS.INVALID_RESPONSE,

@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import { assert } from '../core/assert.js';
 import { isName, isUuid } from '../core/ids.js';
 import { isCurrency } from '../core/money.js';
-import type { AccountRef } from '../core/transfer.js';
+import { sameAccount, sameTerms, type AccountRef } from '../core/transfer.js';
 import { ClientFailure } from './failure.js';
 
 // The client's durable offline outbox: every transfer the CLI makes is written here, with its
@@ -168,10 +168,7 @@ export class Outbox {
     return this.db.transaction(() => {
       const existing = this.byKey(entry.idempotencyKey);
       if (existing) {
-        const same = existing.owner.bank === entry.owner.bank && existing.owner.username === entry.owner.username
-          && existing.to.bank === entry.to.bank && existing.to.username === entry.to.username
-          && existing.amountMinor === entry.amountMinor && existing.currency === entry.currency;
-        if (!same) {
+        if (!sameAccount(existing.owner, entry.owner) || !sameTerms(existing, entry)) {
           throw new ClientFailure('ALREADY_EXISTS', 'IDEMPOTENCY_KEY_REUSED',
             `idempotency key ${entry.idempotencyKey} is already used by queued payment #${existing.id} with other parameters; use a new key`);
         }

@@ -1,4 +1,4 @@
-import type { AccountRef, TransferStatus } from '../core/transfer.js';
+import type { AccountRef, LegKind, TransferStatus } from '../core/transfer.js';
 
 // What the SDK returns: plain values with bigint minor units, free of generated protobuf types.
 
@@ -41,7 +41,8 @@ export interface TransferInfo {
   readonly createdAt?: Date;
 }
 
-export type EntryDirection = 'debit' | 'credit';
+/** Which leg of its transfer a history entry is. */
+export type EntryDirection = LegKind;
 
 export interface HistoryEntryInfo {
   readonly transactionId: string;

@@ -1,12 +1,11 @@
 import type { Failure } from '../core/errors.js';
-import type { AccountRef } from '../core/transfer.js';
+import type { AccountRef, LegKind } from '../core/transfer.js';
 
 // Vocabulary of the 2PC coordinator. Pure data: no I/O, no clocks, no timers (STYLE §1).
 
 export type BankId = string;
 
-/** A transfer has two legs: the debit at the payer's bank and the credit at the payee's bank. */
-export type LegKind = 'debit' | 'credit';
+export type { LegKind };
 
 export interface Leg {
   readonly kind: LegKind;

@@ -9,12 +9,28 @@ export interface AccountRef {
 
 export type TransferStatus = 'pending' | 'committed' | 'aborted';
 
-export interface TransferParams {
-  readonly idempotencyKey: string;
-  readonly from: AccountRef;
+/** A transfer has two legs: the debit at the payer's bank and the credit at the payee's bank. */
+export type LegKind = 'debit' | 'credit';
+
+/** What one idempotency key stands for, besides its owner: who is paid, how much, in what. */
+export interface TransferTerms {
   readonly to: AccountRef;
   readonly amountMinor: bigint;
   readonly currency: string;
+}
+
+export function sameAccount(a: AccountRef, b: AccountRef): boolean {
+  return a.bank === b.bank && a.username === b.username;
+}
+
+/** The one test of "same transfer parameters": a replay with other terms is a reused key. */
+export function sameTerms(a: TransferTerms, b: TransferTerms): boolean {
+  return sameAccount(a.to, b.to) && a.amountMinor === b.amountMinor && a.currency === b.currency;
+}
+
+export interface TransferParams extends TransferTerms {
+  readonly idempotencyKey: string;
+  readonly from: AccountRef;
 }
 
 export interface TransferView extends TransferParams {

@@ -5,7 +5,7 @@ import { isName, isUuid, newTimeOrderedId } from '../core/ids.js';
 import { formatAmount, isCurrency } from '../core/money.js';
 import type { Random } from '../core/random.js';
 import { testBugs } from '../core/test-bugs.js';
-import type { AccountRef, TransferStatus, TransferView } from '../core/transfer.js';
+import { sameTerms, type AccountRef, type TransferStatus, type TransferTerms, type TransferView } from '../core/transfer.js';
 import { isFinal, recover, step, type DurableState, type Outcome, type Tx } from '../coordinator/index.js';
 import type { Logger } from '../logging/logger.js';
 import { LeaseKeeper } from './leases.js';
@@ -385,10 +385,8 @@ function assertValid(owner: AccountRef, input: CreateTransferInput): void {
 }
 
 /** `first` is the request (or stored transfer) that claimed the key. */
-function assertSameParams(first: Pick<CreateTransferInput, 'to' | 'amountMinor' | 'currency'>, key: string, input: CreateTransferInput): void {
-  const same = first.to.bank === input.to.bank && first.to.username === input.to.username
-    && first.amountMinor === input.amountMinor && first.currency === input.currency;
-  if (!same) {
+function assertSameParams(first: TransferTerms, key: string, input: CreateTransferInput): void {
+  if (!sameTerms(first, input)) {
     throw new AppError(
       'IDEMPOTENCY_KEY_REUSED',
       `idempotency key ${key} was already used for a transfer of ${formatAmount(first.amountMinor, first.currency)} ${first.currency} `

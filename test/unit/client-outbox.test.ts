@@ -4,7 +4,10 @@ import net from 'node:net';
 import path from 'node:path';
 import { ClientFailure } from '../../src/client/failure.js';
 import { Outbox } from '../../src/client/outbox.js';
-import { classifyFailure } from '../../src/client/outbox-worker.js';
+import { classifyFailure, OutboxWorker } from '../../src/client/outbox-worker.js';
+import type { GatewayClient } from '../../src/client/gateway-client.js';
+import type { TransferInfo, TransferRequest } from '../../src/client/types.js';
+import { systemClock } from '../../src/core/clock.js';
 import { runBin } from '../helpers/processes.js';
 import { FakeGateway, makeCerts, tempDir } from './client-fake-gateway.js';
 
@@ -100,6 +103,58 @@ describe('client outbox store', () => {
     } finally {
       other.close();
     }
+  });
+});
+
+describe('client outbox worker: the answer must be for the queued transfer', () => {
+  let dir: string;
+  let outbox: Outbox;
+  beforeEach(() => {
+    dir = path.join(tempDir('client-outbox-worker-'), 'data');
+    outbox = Outbox.open(dir, LIMITS);
+  });
+  afterEach(() => {
+    outbox.close();
+    fs.rmSync(path.dirname(dir), { recursive: true, force: true });
+  });
+
+  /** A gateway that commits whatever it is sent, but answers in `answerCurrency`. */
+  function gatewayAnswering(answerCurrency: string): GatewayClient {
+    const gateway = {
+      address: 'in-test',
+      setToken: () => {},
+      waitConnected: async () => true,
+      transfer: async (req: TransferRequest): Promise<TransferInfo> => ({
+        transactionId: 'tx-1', idempotencyKey: req.idempotencyKey, from: alice,
+        to: { bank: req.toBank, username: req.toUsername }, amountMinor: req.amountMinor,
+        currency: answerCurrency, status: 'committed',
+      }),
+    };
+    return gateway as unknown as GatewayClient;
+  }
+
+  async function sendOnce(answerCurrency: string) {
+    const { entry } = outbox.add(newEntry(1), systemClock.nowMs());
+    const worker = new OutboxWorker({
+      outbox,
+      gateway: () => gatewayAnswering(answerCurrency),
+      session: () => ({ token: 't', account: { ...alice, currency: 'EUR' }, expiresAtMs: Number.MAX_SAFE_INTEGER }),
+      dropSession: () => {},
+      limits: { outboxRetryIntervalMs: 1000, outboxConnectTimeoutMs: 1000, outboxMaxAgeMs: 60_000 },
+      clock: systemClock,
+    });
+    await worker.pass();
+    return outbox.get(entry.id)!;
+  }
+
+  it('records a matching answer as committed', async () => {
+    expect(await sendOnce('EUR')).to.include({ state: 'committed', transactionId: 'tx-1' });
+  });
+
+  it('refuses an answer in another currency: the entry stays pending with INVALID_RESPONSE', async () => {
+    const entry = await sendOnce('USD');
+    expect(entry.state).to.equal('pending');
+    expect(entry.lastError?.reason).to.equal('INVALID_RESPONSE');
   });
 });
 
