@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { formatUnfinished, listUnfinished } from '../src/gateway/admin.js';
 import { toJson } from '../src/core/json.js';
+import { systemClock } from '../src/core/clock.js';
 import { loadConfigOrExit } from '../src/config/load.js';
 import fs from 'node:fs';
 import { createDiscovery } from '../src/discovery/create.js';
@@ -93,6 +94,7 @@ try {
     logger,
     discovery,
     registrar: setup.registrar(() => gatewayServiceSpec(config.consul, config.gateway.host, config.gateway.instanceId)),
+    clock: systemClock,
   });
   if (setup.consul) {
     // Trust material for the other nodes: our CA certificate and the token verification keys.

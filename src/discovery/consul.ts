@@ -1,4 +1,4 @@
-import { backoffMs, sleep, type Clock } from '../core/clock.js';
+import { backoffMs, sleep, type Clock, type Timer } from '../core/clock.js';
 import type { Random } from '../core/random.js';
 import type { Logger } from '../logging/logger.js';
 import {
@@ -29,7 +29,7 @@ export interface ConsulDiscoveryOptions {
   readonly configuredBanks?: readonly string[];
   readonly watchBanks: boolean;
   readonly watchGateway: boolean;
-  /** The pause (with jitter) between a watch's retries while the agent is unreachable. */
+  /** The pause (with jitter) between a watch's retries while the agent is unreachable, and ready()'s bound. */
   readonly clock: Clock;
   readonly random: Random;
 }
@@ -63,7 +63,7 @@ export class ConsulDiscovery implements Discovery {
   async ready(timeoutMs: number): Promise<boolean> {
     const expected = this.loops.length;
     if (this.answered.size >= expected) return true;
-    let timer: NodeJS.Timeout | undefined;
+    let timer: Timer | undefined;
     let wake: (() => void) | undefined;
     const done = await Promise.race([
       new Promise<true>((resolve) => {
@@ -73,10 +73,10 @@ export class ConsulDiscovery implements Discovery {
         this.readyWaiters.add(wake);
       }),
       new Promise<false>((resolve) => {
-        timer = setTimeout(() => resolve(false), timeoutMs);
+        timer = this.options.clock.setTimer(timeoutMs, () => resolve(false));
       }),
     ]);
-    clearTimeout(timer);
+    timer?.cancel();
     if (wake) this.readyWaiters.delete(wake);
     return done;
   }

@@ -72,7 +72,7 @@ export async function createDiscovery(
     mode: 'consul',
     discovery,
     consul,
-    registrar: (spec) => new ConsulRegistration(consul, settings, logger, spec),
+    registrar: (spec) => new ConsulRegistration(consul, settings, logger, systemClock, spec),
     async close() {
       await discovery.close();
       consul.destroy();

@@ -1,3 +1,4 @@
+import type { Clock, Timer } from '../core/clock.js';
 import type { Logger } from '../logging/logger.js';
 import { consulAddress, consulErrorText, RequestContext, type ConsulApi, type ConsulSettings } from './consul-client.js';
 
@@ -49,7 +50,7 @@ function checkTarget(host: string, port: number): string {
 
 export class ConsulRegistration implements Registrar {
   private port: number | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
   private stopped = false;
   private unreachable = false;
   private readonly pending = new Set<RequestContext>();
@@ -58,6 +59,8 @@ export class ConsulRegistration implements Registrar {
     private readonly consul: ConsulApi,
     private readonly settings: ConsulSettings,
     private readonly logger: Logger,
+    /** Time of the periodic re-registration. */
+    private readonly clock: Clock,
     /** The spec; for the gateway the id depends on the port, so it may be computed late. */
     private readonly spec: ServiceSpec | ((port: number) => ServiceSpec),
   ) {}
@@ -76,7 +79,7 @@ export class ConsulRegistration implements Registrar {
   async deregister(): Promise<void> {
     if (this.stopped || this.port === undefined) return;
     this.stopped = true;
-    clearTimeout(this.timer);
+    this.timer?.cancel();
     for (const ctx of this.pending) ctx.cancel();
     const id = this.specFor(this.port).id;
     try {
@@ -93,10 +96,9 @@ export class ConsulRegistration implements Registrar {
 
   private schedule(): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => {
+    this.timer = this.clock.setTimer(this.settings.registrationRefreshMs, () => {
       void this.ensureRegistered(false).finally(() => this.schedule());
-    }, this.settings.registrationRefreshMs);
-    this.timer.unref();
+    }, { background: true });
   }
 
   /** Registers unless the agent already has this service (after an agent restart it has not). */

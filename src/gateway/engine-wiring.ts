@@ -1,5 +1,5 @@
 import type { Config } from '../config/schema.js';
-import { systemClock } from '../core/clock.js';
+import type { Clock } from '../core/clock.js';
 import { systemRandom } from '../core/random.js';
 import type { Logger } from '../logging/logger.js';
 import type { BankClients } from './bank-clients.js';
@@ -16,11 +16,13 @@ export interface TransfersDeps {
   readonly logger: Logger;
   /** The gateway's durable coordinator log (gateway/state.ts opens it for the configured backend). */
   readonly log: TransferLog;
+  /** The gateway's clock (bin/gateway passes the real one). */
+  readonly clock: Clock;
 }
 
 export type OpenTransfers = (deps: TransfersDeps) => Promise<Transfers> | Transfers;
 
-export const openTransferEngine: OpenTransfers = ({ config, bankClients, logger, log }) => {
-  // The one real clock and random source of the transfer path.
-  return new TransferEngine({ store: log, bankClients, limits: config.gateway, logger, clock: systemClock, random: systemRandom() });
+export const openTransferEngine: OpenTransfers = ({ config, bankClients, logger, log, clock }) => {
+  // The one real random source of the transfer path.
+  return new TransferEngine({ store: log, bankClients, limits: config.gateway, logger, clock, random: systemRandom() });
 };

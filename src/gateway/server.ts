@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import type { JSONWebKeySet } from 'jose';
 import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
 import type { Config } from '../config/schema.js';
+import type { Clock, Timer } from '../core/clock.js';
 import type { Discovery } from '../discovery/discovery.js';
 import { NO_REGISTRATION, type Registrar } from '../discovery/registration.js';
 import { GatewayServiceDefinition } from '../gen/payments/v1/gateway.js';
@@ -17,7 +18,6 @@ import { loadTls, type TlsMaterial } from '../tls/credentials.js';
 import { BankClients } from './bank-clients.js';
 import { openTransferEngine, type OpenTransfers } from './engine-wiring.js';
 import { openGatewayState } from './state.js';
-import { systemClock } from '../core/clock.js';
 import { createGatewayService, GATEWAY_PUBLIC_METHODS } from './service.js';
 import { LoginThrottle } from './login-throttle.js';
 import type { Transfers } from './transfers.js';
@@ -35,6 +35,8 @@ export interface GatewayServerOptions {
   readonly openTransfers?: OpenTransfers;
   /** Registration with Consul once listening; removed first on stop. Defaults to none (static discovery). */
   readonly registrar?: Registrar;
+  /** Time of the login back-off and the shutdown grace. */
+  readonly clock: Clock;
 }
 
 export interface RunningGateway {
@@ -49,7 +51,7 @@ export interface RunningGateway {
 }
 
 export async function startGatewayServer(options: GatewayServerOptions): Promise<RunningGateway> {
-  const { config, logger, discovery } = options;
+  const { config, logger, discovery, clock } = options;
   const limits = config.gateway;
   const tls = options.tls ?? loadTls(config.tls.dir, config.tls.gatewayIdentity);
   fs.mkdirSync(limits.dataDir, { recursive: true });
@@ -60,8 +62,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     for (const close of closers.splice(0).reverse()) await close(graceMs);
   };
   try {
-    // The one real clock of the gateway's durable state and transfer path.
-    const state = await openGatewayState(config, systemClock, logger);
+    const state = await openGatewayState(config, clock, logger);
     closers.push(() => state.close());
     const { tokens, revocations } = state;
     const bankClients = new BankClients(discovery, tls, logger, {
@@ -71,7 +72,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
       retryMaxDelayMs: limits.bankCallRetryMaxDelayMs,
     });
     closers.push(() => bankClients.close());
-    const transfers: Transfers = await (options.openTransfers ?? openTransferEngine)({ config, bankClients, logger, log: state.log });
+    const transfers: Transfers = await (options.openTransfers ?? openTransferEngine)({ config, bankClients, logger, log: state.log, clock });
     closers.push((graceMs) => transfers.stop(graceMs));
 
     // Recovery runs before the server accepts a single call.
@@ -88,7 +89,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     // Health stays outside the role and token checks so that Consul's checks (any certificate of our CA) reach it.
     server.add(guardDecode(HealthDefinition), HealthServiceImpl(health));
     // The client API: client certificates only; then the token (Login is public).
-    const loginThrottle = new LoginThrottle(limits, () => Date.now());
+    const loginThrottle = new LoginThrottle(limits, () => clock.nowMs());
     server
       .with(peerAllowlistMiddleware((peer) => peer.role === 'client'))
       .with(authMiddleware({ tokens, revocations, publicMethods: GATEWAY_PUBLIC_METHODS }))
@@ -100,7 +101,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
       .add(guardDecode(CoordinatorServiceDefinition), createCoordinatorService(transfers));
     addReflection(server, [GatewayServiceDefinition.fullName, CoordinatorServiceDefinition.fullName]);
     const port = await listenTls(server, limits.host, limits.port, tls);
-    closers.push((graceMs) => shutdownWithin(server, graceMs));
+    closers.push((graceMs) => shutdownWithin(server, graceMs, clock));
     health.setStatus('healthy');
     const registrar = options.registrar ?? NO_REGISTRATION;
     await registrar.register(port);
@@ -129,11 +130,11 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
 }
 
 /** Graceful shutdown, bounded: calls still running after graceMs are cancelled. */
-async function shutdownWithin(server: { shutdown(): Promise<void>; forceShutdown(): void }, graceMs: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
+async function shutdownWithin(server: { shutdown(): Promise<void>; forceShutdown(): void }, graceMs: number, clock: Clock): Promise<void> {
+  let timer: Timer | undefined;
   const graceful = server.shutdown();
   const expired = new Promise<'expired'>((resolve) => {
-    timer = setTimeout(() => resolve('expired'), graceMs);
+    timer = clock.setTimer(graceMs, () => resolve('expired'));
   });
   try {
     if ((await Promise.race([graceful, expired])) === 'expired') {
@@ -141,6 +142,6 @@ async function shutdownWithin(server: { shutdown(): Promise<void>; forceShutdown
       await graceful;
     }
   } finally {
-    clearTimeout(timer);
+    timer?.cancel();
   }
 }

@@ -9,6 +9,7 @@ import { HealthDefinition } from 'nice-grpc-server-health';
 import { demoPassword, seed } from '../../src/bank/admin.js';
 import { startBankServer, type RunningBank } from '../../src/bank/server.js';
 import { ConfigSchema, type Config } from '../../src/config/schema.js';
+import { systemClock } from '../../src/core/clock.js';
 import { newId } from '../../src/core/ids.js';
 import { StaticDiscovery } from '../../src/discovery/static.js';
 import { BankServiceDefinition } from '../../src/gen/bank/v1/bank.js';
@@ -69,14 +70,14 @@ describe('security: certificate roles, login throttling, bounded input', functio
     bank = await startBankServer(config, 'BankA', silentLogger());
     await seed(bank.ledger, 'BankA');
     const discovery = new StaticDiscovery(config);
-    gateway = await startGatewayServer({ config, logger: silentLogger(), discovery });
+    gateway = await startGatewayServer({ config, logger: silentLogger(), discovery, clock: systemClock });
     const roomyConfig = ConfigSchema.parse({
       ...config,
       gateway: { ...config.gateway, dataDir: path.join(dir, 'roomy'), maxReceiveMessageBytes: 4 * 1024 * 1024,
         loginAccountFailuresMax: 5, loginBackoffBaseMs: 1000 },
     });
     roomyLogger = createLogger({ node: 'roomy', dir: path.join(dir, 'logs'), level: 'info', console: false, fieldMaxChars: 1024 });
-    roomy = await startGatewayServer({ config: roomyConfig, logger: roomyLogger, discovery });
+    roomy = await startGatewayServer({ config: roomyConfig, logger: roomyLogger, discovery, clock: systemClock });
   });
 
   after(async () => {
