@@ -12,6 +12,8 @@ import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-serv
 import { NO_REGISTRATION, type Registrar } from '../discovery/registration.js';
 import { StaticDiscovery } from '../discovery/static.js';
 import type { Discovery } from '../discovery/discovery.js';
+import { startNodeTrace } from '../trace/critical-path.js';
+import { BankTrace } from '../trace/bank-trace.js';
 import { Ledger } from './ledger.js';
 import { bankService } from './service.js';
 import { GatewayDecisionSource, InDoubtResolver } from './termination.js';
@@ -58,16 +60,25 @@ export async function startBankServer(
   const health = HealthState();
   health.setStatus('unhealthy');
   server.add(guardDecode(HealthDefinition), HealthServiceImpl(health));
+  // Critical-path tracing for the benchmark (PAYMENTS_TRACE_CRITICAL_PATH=1; nothing is wrapped otherwise).
+  const nodeTrace = startNodeTrace(name, node.dataDir);
+  let service = bankService(ledger, config.bank, systemClock);
+  if (nodeTrace) {
+    const trace = new BankTrace(nodeTrace.recorder);
+    trace.traceLedger(ledger);
+    service = trace.service(service);
+  }
   // Only the gateway: its role and its name.
   const gateway = config.tls.gatewayIdentity;
   server
     .with(peerAllowlistMiddleware((peer) => peer.role === 'gateway' && peer.cn === gateway))
-    .add(guardDecode(BankServiceDefinition), bankService(ledger, config.bank, systemClock));
+    .add(guardDecode(BankServiceDefinition), service);
   addReflection(server, [BankServiceDefinition.fullName]);
   let port: number;
   try {
     port = await listenTls(server, node.host, node.port, tls);
   } catch (err) {
+    nodeTrace?.close();
     ledger.close();
     throw err;
   }
@@ -88,6 +99,7 @@ export async function startBankServer(
     stop() {
       // Out of Consul first, so the gateway stops routing here; then drain.
       stopped ??= registrar.deregister().then(() => health.setStatus('unhealthy')).then(() => Promise.all([inDoubt.stop(), server.shutdown()])).then(() => undefined).finally(() => {
+        nodeTrace?.close();
         ledger.close();
         logger.info('bank stopped');
       });

@@ -58,6 +58,12 @@ export interface BenchOptions {
   readonly gateways: number;
   /** SIGKILL the first gateway instance this many seconds into the measured window (failover under load). */
   readonly killGatewayAfterS: number | undefined;
+  /**
+   * Critical-path tracing: launched nodes run with PAYMENTS_TRACE_CRITICAL_PATH=1 and are asked for
+   * their phase histograms around each measured window (default: on for a launched system, off
+   * with --config, whose nodes must have been started with that variable).
+   */
+  readonly trace: boolean;
   /** `--set key=value` passed on to every launched node. */
   readonly sets: readonly string[];
   readonly json: boolean;
@@ -99,6 +105,8 @@ system (launched unless --config is given):
                            the sessions are spread over them
   --kill-gateway-after S   SIGKILL gateway g1 S seconds into the measured window (needs --gateways >= 2,
                            one C): reports committed/s per second and when g1's transfers were finished
+  --trace on|off           critical-path tracing (default on; with --config off: turn it on only
+                           if the nodes run with PAYMENTS_TRACE_CRITICAL_PATH=1, else SIGUSR2 stops them)
   --set key=value          config override for every node (repeatable)
   --config FILE            target the running system of this config.json (accounts must exist)
   --pid NAME=PID           a targeted node's process id, for CPU accounting (repeatable)
@@ -208,6 +216,7 @@ export function parseBenchArgs(argv: readonly string[]): Result<ParsedCommand> {
         gateways: { type: 'string' },
         'kill-gateway-after': { type: 'string' },
         set: { type: 'string', multiple: true },
+        trace: { type: 'string' },
         json: { type: 'boolean' },
         docs: { type: 'string' },
         label: { type: 'string' },
@@ -289,6 +298,8 @@ export function parseBenchArgs(argv: readonly string[]): Result<ParsedCommand> {
     || v.store !== undefined || v.gateways !== undefined)) {
     return fail('INVALID_ARGUMENT', '--dir, --history, --cpu-prof, --discovery, --store and --gateways apply to a launched system, not with --config');
   }
+  const trace = v.trace ?? (v.config === undefined ? 'on' : 'off');
+  if (trace !== 'on' && trace !== 'off') return fail('INVALID_ARGUMENT', `--trace "${trace}": use on or off`);
   return ok({
     command: 'run',
     options: {
@@ -309,6 +320,7 @@ export function parseBenchArgs(argv: readonly string[]): Result<ParsedCommand> {
       store,
       killGatewayAfterS,
       sets: v.set ?? [],
+      trace: trace === 'on',
       json: v.json ?? false,
       docs: v.docs,
       label: v.label ?? DEFAULTS.label,

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { CRITICAL_PATH_COLUMNS, eventLoopRows } from './critical-path.js';
 import type { MachineInfo } from './proc.js';
 import type { BenchReport, PointResult } from './run.js';
 import type { Counts } from './stats.js';
@@ -45,18 +46,61 @@ export function tableRows(points: readonly PointResult[]): string[][] {
   return rows;
 }
 
-export function formatTable(rows: readonly (readonly string[])[]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((cell, i) => (i === 0 || i > 9 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ').trimEnd()).join('\n');
+/**
+ * Rows of the critical-path table (mean ms per committed transfer, gateway and bank clocks), header
+ * first; undefined when no point was traced. The phases between "client mean" and "gateway total"
+ * add up to the gateway total; the bracketed bank columns are inside the RTT before them.
+ */
+export function criticalPathRows(points: readonly PointResult[]): string[][] | undefined {
+  const traced = points.filter((p) => p.criticalPath && p.criticalPath.gateways.length > 0);
+  if (traced.length === 0) return undefined;
+  const rows = [['C', ...CRITICAL_PATH_COLUMNS.map((c) => c.head)]];
+  for (const p of traced) rows.push([String(p.concurrency), ...CRITICAL_PATH_COLUMNS.map((c) => ms(c.of(p.criticalPath!, p.latency.meanMs)))]);
+  return rows;
 }
 
-export function markdownTable(rows: readonly (readonly string[])[]): string {
+/** Rows of the event-loop table: per point and node, utilization and loop delay. */
+export function eventLoopTableRows(points: readonly PointResult[]): string[][] | undefined {
+  const traced = points.filter((p) => p.criticalPath);
+  if (traced.length === 0) return undefined;
+  const rows = [['C', 'node', 'event loop busy %', 'loop delay p50 ms', 'p99 ms', 'max ms']];
+  for (const p of traced) {
+    for (const r of eventLoopRows(p.criticalPath!)) rows.push([String(p.concurrency), r.node, r.elu.toFixed(0), ms(r.p50), ms(r.p99), ms(r.max)]);
+  }
+  return rows;
+}
+
+/** Columns 1..rightUntil are numbers (right-aligned), except those listed in `left`. */
+export function formatTable(rows: readonly (readonly string[])[], rightUntil = 9, left: readonly number[] = []): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const isLeft = (i: number) => i === 0 || i > rightUntil || left.includes(i);
+  return rows.map((r) => r.map((cell, i) => (isLeft(i) ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ').trimEnd()).join('\n');
+}
+
+export function markdownTable(rows: readonly (readonly string[])[], rightUntil = 9, left: readonly number[] = []): string {
   const [head, ...body] = rows;
   return [
     `| ${head!.join(' | ')} |`,
-    `|${head!.map((_, i) => (i >= 1 && i <= 9 ? '---:' : '---')).join('|')}|`,
+    `|${head!.map((_, i) => (i >= 1 && i <= rightUntil && !left.includes(i) ? '---:' : '---')).join('|')}|`,
     ...body.map((r) => `| ${r.join(' | ')} |`),
   ].join('\n');
+}
+
+/** The critical-path and event-loop tables (nothing when the run was not traced). */
+function traceTables(points: readonly PointResult[], table: typeof formatTable, heading: (t: string) => string): string[] {
+  const cp = criticalPathRows(points);
+  const el = eventLoopTableRows(points);
+  if (!cp || !el) return [];
+  return [
+    '',
+    heading('Where a committed transfer\'s time went (mean ms; phases from "accept" to "reply" add up to "gateway total"; bracketed bank figures are inside the RTT before them):'),
+    '',
+    table(cp, cp[0]!.length - 1),
+    '',
+    heading('Event loops over the measured window:'),
+    '',
+    table(el, 5, [1]),
+  ];
 }
 
 export function describeMachine(m: MachineInfo): string {
@@ -68,7 +112,7 @@ export function describeSetup(r: BenchReport): string {
   const system = s.launched ? 'launched by bin/bench' : 'targeted (--config)';
   return `${s.banks.length} banks (${s.banks.join(', ')}), ${s.accountsPerBank} accounts per bank, ${s.historyRows} history rows added, `
     + `same-bank share ${s.sameBankShare}, amounts ${s.amount}, seed ${s.seed}, ${s.workers} load worker(s) x ${s.channelsPerWorker} channel(s); `
-    + `system ${system}, ${s.discovery} discovery${s.discovery === 'consul' ? ' (Consul agent on the machine)' : ''}${s.sets.length ? `, --set ${s.sets.join(' ')}` : ''}`;
+    + `system ${system}, ${s.discovery} discovery${s.trace ? ', critical-path tracing on' : ''}${s.discovery === 'consul' ? ' (Consul agent on the machine)' : ''}${s.sets.length ? `, --set ${s.sets.join(' ')}` : ''}`;
 }
 
 /** The human-readable report printed by bin/bench. */
@@ -81,6 +125,7 @@ export function formatReport(r: BenchReport): string {
     '',
     formatTable(tableRows(r.points)),
     ...r.points.flatMap(failoverLines),
+    ...traceTables(r.points, formatTable, (t) => t),
   ].join('\n');
 }
 
@@ -116,6 +161,7 @@ export function markdownSection(r: BenchReport, label: string, command: string):
     '',
     markdownTable(tableRows(r.points)),
     ...r.points.flatMap(failoverLines),
+    ...traceTables(r.points, markdownTable, (t) => `- ${t}`),
     end,
   ].join('\n');
 }

@@ -2,6 +2,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { collectDumps, type CriticalPath } from './critical-path.js';
 import type { LiveCounts, WorkerPlan } from './load.js';
 import { formatAmountDist, type BenchOptions } from './options.js';
 import { loadConfig } from '../config/load.js';
@@ -64,6 +65,8 @@ export interface PointResult {
   readonly timeline: readonly number[];
   /** With --kill-gateway-after: when the victim died and when another instance had finished its transfers. */
   readonly failover?: Failover;
+  /** Where the committed transfers' time went (--trace on), per node. */
+  readonly criticalPath?: CriticalPath;
 }
 
 export interface Failover {
@@ -91,6 +94,7 @@ export interface BenchReport {
     readonly seed: number;
     readonly workers: number;
     readonly channelsPerWorker: number;
+    readonly trace: boolean;
     readonly sets: readonly string[];
   };
   readonly points: readonly PointResult[];
@@ -102,6 +106,7 @@ interface Worker {
   readonly child: ChildProcess;
   live: LiveCounts;
   result?: WindowResult;
+  eventLoopUtilization?: number;
 }
 
 function onceFrom(w: Worker, type: FromWorker['type'], timeoutMs: number): Promise<FromWorker> {
@@ -193,7 +198,10 @@ export async function runPoint(system: BenchSystem, o: BenchOptions, concurrency
       const w: Worker = { child, live: { committed: 0, aborted: 0, failed: 0, inFlight: 0 } };
       child.on('message', (m: FromWorker) => {
         if (m.type === 'progress' || m.type === 'result') w.live = m.live;
-        if (m.type === 'result') w.result = m.result;
+        if (m.type === 'result') {
+          w.result = m.result;
+          w.eventLoopUtilization = m.eventLoopUtilization;
+        }
       });
       workers.push(w);
     }
@@ -230,11 +238,18 @@ export async function runPoint(system: BenchSystem, o: BenchOptions, concurrency
     let before: Map<string, number> | undefined;
     let after: Map<string, number> | undefined;
     let loadAvg1 = os.loadavg()[0]!;
+    // Traced nodes dump (and restart) their histograms as the window opens and as it closes.
+    let opened: Promise<unknown> | undefined;
+    let closed: ReturnType<typeof collectDumps> | undefined;
     const t1 = setTimeout(() => {
       before = cpuSnapshot(refs);
       loadAvg1 = os.loadavg()[0]!;
+      opened = collectDumps(system.traced);
     }, window.measureFromMs - Date.now());
-    const t2 = setTimeout(() => { after = cpuSnapshot(refs); }, window.endAtMs - Date.now());
+    const t2 = setTimeout(() => {
+      after = cpuSnapshot(refs);
+      closed = opened?.then(() => collectDumps(system.traced));
+    }, window.endAtMs - Date.now());
     let last = 0;
     const timeline: number[] = [];
     const failover = o.killGatewayAfterS === undefined ? undefined
@@ -275,6 +290,12 @@ export async function runPoint(system: BenchSystem, o: BenchOptions, concurrency
       cpu.push({ name, seconds: a - b, corePct: ((a - b) / o.durationS) * 100 });
     }
     cpu.push({ name: 'loadgen', seconds: loadgen, corePct: (loadgen / o.durationS) * 100 });
+    const dumps = system.traced.length > 0 ? await (closed ?? collectDumps(system.traced)) : undefined;
+    const criticalPath: CriticalPath | undefined = dumps && {
+      gateways: [...dumps].filter(([name]) => name.startsWith('gateway')).map(([name, d]) => ({ ...d, node: name })),
+      banks: system.banks.flatMap((b) => dumps.get(b) ?? []),
+      loadgenUtilization: workers.flatMap((w) => (w.eventLoopUtilization === undefined ? [] : [w.eventLoopUtilization])),
+    };
     const conservation = await settle(system, start);
     return {
       concurrency,
@@ -293,6 +314,7 @@ export async function runPoint(system: BenchSystem, o: BenchOptions, concurrency
       conservation,
       timeline,
       ...(failover ? { failover: await failover } : {}),
+      ...(criticalPath ? { criticalPath } : {}),
     };
   } finally {
     for (const w of workers) if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGTERM');
@@ -332,6 +354,7 @@ export async function runBench(o: BenchOptions, log: Log, progress: Log): Promis
       seed: o.seed,
       workers: o.workers,
       channelsPerWorker: o.channels,
+      trace: o.trace,
       sets: o.sets,
     },
     points,

@@ -5,8 +5,10 @@ import path from 'node:path';
 import { LEDGER_FILE, Ledger } from '../bank/ledger.js';
 import { loadConfig } from '../config/load.js';
 import { findConsul, requireConsul } from '../discovery/consul-agent.js';
+import { TRACE_ENV } from '../trace/critical-path.js';
 import { startConsul, waitForPassing, type BenchConsul } from './consul.js';
 import { packageRoot } from '../process/package-root.js';
+import type { TraceTarget } from './critical-path.js';
 import { bankName, type BenchOptions } from './options.js';
 
 // The system under test: either launched here (certificates, config, bulk-seeded ledgers, then
@@ -46,6 +48,8 @@ export interface BenchSystem {
   readonly discovery: 'consul' | 'static';
   /** Processes whose CPU time is reported (the Consul agent included). */
   readonly nodes: readonly NodeRef[];
+  /** Nodes with critical-path tracing on (empty when --trace off). */
+  readonly traced: readonly TraceTarget[];
   readonly dir: string | undefined;
   /** Sum over every bank, read from the ledgers (as `bin/bank total --json` does). */
   totals(): Promise<MoneyTotals>;
@@ -110,11 +114,11 @@ interface Started {
  * `nodeFlags` (Node refuses --cpu-prof in NODE_OPTIONS) it runs what the bash wrapper runs, node
  * and the compiled dist/bin/<bin>.js, with those flags added.
  */
-function startNode(bin: 'bank' | 'gateway', name: string, args: readonly string[], nodeFlags: readonly string[], logFile: string): Promise<Started> {
+function startNode(bin: 'bank' | 'gateway', name: string, args: readonly string[], nodeFlags: readonly string[], logFile: string, env: NodeJS.ProcessEnv): Promise<Started> {
   const [file, argv] = nodeFlags.length === 0
     ? [path.join(ROOT, 'bin', bin), [...args]]
     : [process.execPath, [...nodeFlags, path.join(ROOT, 'dist', 'bin', `${bin}.js`), ...args]];
-  const child = spawn(file, argv, { cwd: ROOT, env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(file, argv, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const out = fs.createWriteStream(logFile);
   child.stderr!.pipe(out);
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
@@ -239,6 +243,7 @@ export async function launchSystem(o: BenchOptions, log: Log): Promise<BenchSyst
     fs.mkdirSync(dir, { recursive: true });
     return ['--cpu-prof', `--cpu-prof-dir=${dir}`];
   };
+  const env = { ...process.env, [TRACE_ENV]: o.trace ? '1' : '0' };
   const started: Started[] = [];
   let postgres: { dir: string; pid: number } | undefined;
   // Nodes first (they deregister), then the agent and the database.
@@ -258,7 +263,7 @@ export async function launchSystem(o: BenchOptions, log: Log): Promise<BenchSyst
     }
     await seed(o, configPath, dir, banks, log);
     for (const b of banks) {
-      const node = await startNode('bank', b, ['--config', configPath, '--name', b, ...sets], flagsFor(b), path.join(logsDir, `${b}.out`));
+      const node = await startNode('bank', b, ['--config', configPath, '--name', b, ...sets], flagsFor(b), path.join(logsDir, `${b}.out`), env);
       started.push(node);
       config.banks[b]!.port = node.port;
       write();
@@ -268,7 +273,7 @@ export async function launchSystem(o: BenchOptions, log: Log): Promise<BenchSyst
       // One instance: the plain gateway as before; several: g1, g2, ... over the shared database.
       const name = o.gateways === 1 ? 'gateway' : `gateway-g${i}`;
       const instance = o.gateways === 1 ? [] : ['--instance-id', `g${i}`, '--data-dir', path.join(dir, `gateway-g${i}`)];
-      const gw = await startNode('gateway', name, ['--config', configPath, ...instance, ...sets], flagsFor(name), path.join(logsDir, `${name}.out`));
+      const gw = await startNode('gateway', name, ['--config', configPath, ...instance, ...sets], flagsFor(name), path.join(logsDir, `${name}.out`), env);
       started.push(gw);
       gateways.push(gw);
     }
@@ -294,6 +299,11 @@ export async function launchSystem(o: BenchOptions, log: Log): Promise<BenchSyst
         ...(consul ? [{ name: 'consul', pid: consul.pid }] : []),
         ...(postgres ? [{ name: 'postgres', pid: postgres.pid, tree: true }] : []),
       ],
+      traced: o.trace ? started.map((n) => ({
+        name: n.name,
+        pid: n.child.pid!,
+        dataDir: n.name === 'gateway' ? (config.gateway.dataDir as string) : n.name.startsWith('gateway-') ? path.join(dir, n.name) : config.banks[n.name]!.dataDir,
+      })) : [],
       dir,
       totals: () => bankTotals(banks.map((b) => config.banks[b]!.dataDir)),
       stop: async () => {
@@ -321,6 +331,11 @@ export function targetSystem(o: BenchOptions): BenchSystem {
     banks,
     discovery: config.discovery.mode,
     nodes: Object.entries(o.pids).map(([name, pid]) => ({ name, pid })),
+    // Only the nodes named by --pid can be signalled; their data folders come from the config.
+    traced: o.trace ? Object.entries(o.pids).flatMap(([name, pid]) => {
+      const dataDir = name === 'gateway' ? config.gateway.dataDir : config.banks[name]?.dataDir;
+      return dataDir === undefined ? [] : [{ name, pid, dataDir: path.resolve(dataDir) }];
+    }) : [],
     dir: undefined,
     totals: () => bankTotals(banks.map((b) => path.resolve(config.banks[b]!.dataDir))),
     stop: async () => undefined,

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { Load, type LiveCounts, type Window, type WorkerPlan } from './load.js';
 import type { WindowResult } from './stats.js';
 
@@ -9,7 +10,8 @@ export type ToWorker = { readonly type: 'plan'; readonly plan: WorkerPlan } | { 
 export type FromWorker =
   | { readonly type: 'ready' }
   | { readonly type: 'progress'; readonly live: LiveCounts }
-  | { readonly type: 'result'; readonly result: WindowResult; readonly live: LiveCounts }
+  /** `eventLoopUtilization`: this process's event loop over the measured window, 0..1. */
+  | { readonly type: 'result'; readonly result: WindowResult; readonly live: LiveCounts; readonly eventLoopUtilization: number }
   | { readonly type: 'error'; readonly message: string };
 
 export const PROGRESS_INTERVAL_MS = 250;
@@ -42,9 +44,12 @@ process.on('message', (m: ToWorker) => {
   }
   const running = load!;
   const timer = setInterval(() => void send({ type: 'progress', live: { ...running.live } }), PROGRESS_INTERVAL_MS);
+  let elu = performance.eventLoopUtilization();
+  setTimeout(() => { elu = performance.eventLoopUtilization(); }, Math.max(0, m.window.measureFromMs - Date.now()));
   void running.run(m.window).then(async (result) => {
     clearInterval(timer);
-    await send({ type: 'result', result, live: { ...running.live } });
+    const eventLoopUtilization = performance.eventLoopUtilization(elu).utilization;
+    await send({ type: 'result', result, live: { ...running.live }, eventLoopUtilization });
     running.close();
     process.exit(0);
   }).catch(fail);

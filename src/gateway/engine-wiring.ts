@@ -2,6 +2,8 @@ import type { Config } from '../config/schema.js';
 import type { Clock } from '../core/clock.js';
 import { systemRandom } from '../core/random.js';
 import type { Logger } from '../logging/logger.js';
+import { startNodeTrace } from '../trace/critical-path.js';
+import { GatewayTrace } from '../trace/gateway-trace.js';
 import type { BankClients } from './bank-clients.js';
 import type { TransferLog } from './store/transfer-log.js';
 import { TransferEngine } from './transfer-engine.js';
@@ -24,5 +26,13 @@ export type OpenTransfers = (deps: TransfersDeps) => Promise<Transfers> | Transf
 
 export const openTransferEngine: OpenTransfers = ({ config, bankClients, logger, log, clock }) => {
   // The one real random source of the transfer path.
-  return new TransferEngine({ store: log, bankClients, limits: config.gateway, logger, clock, random: systemRandom() });
+  const deps = { limits: config.gateway, logger, clock, random: systemRandom() };
+  // Critical-path tracing for the benchmark (PAYMENTS_TRACE_CRITICAL_PATH=1; nothing is wrapped otherwise).
+  const nodeTrace = startNodeTrace('gateway', config.gateway.dataDir);
+  if (!nodeTrace) return new TransferEngine({ ...deps, store: log, bankClients });
+  const trace = new GatewayTrace(nodeTrace.recorder);
+  trace.traceLog(log);
+  const engine = new TransferEngine({ ...deps, store: log, bankClients: trace.bankClients(bankClients) });
+  const traced = trace.transfers(engine);
+  return { ...traced, stop: (graceMs) => traced.stop(graceMs).finally(() => nodeTrace.close()) };
 };
