@@ -89,7 +89,7 @@ case "$cmd" in
     parse_port "$@" > "$dir/port"
     # -R writes primary_conninfo (with this application_name, which synchronous_standby_names names).
     as_pg "$bindir/pg_basebackup" -d "host=127.0.0.1 port=$(port_of "$primary") user=payments application_name=standby" \
-      -D "$dir/data" -R -X stream >"$dir/basebackup.log" 2>&1 || { cat "$dir/basebackup.log" >&2; exit 1; }
+      -D "$dir/data" -R -X stream --checkpoint=fast >"$dir/basebackup.log" 2>&1 || { cat "$dir/basebackup.log" >&2; exit 1; }
     start_server "$dir"
     # The primary now waits for this standby's flush before it acknowledges a commit.
     as_pg "$bindir/psql" -q -h 127.0.0.1 -p "$(port_of "$primary")" -U payments -d payments \

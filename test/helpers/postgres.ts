@@ -50,8 +50,39 @@ export class PostgresServer {
     return stdout.trim();
   }
 
+  /** The server's data folder (pg-dev.sh's DIR). */
+  get dataDir(): string {
+    return path.join(this.dir, 'pg');
+  }
+
+  /**
+   * A synchronous streaming standby of this server (pg-dev.sh standby): from then on this server
+   * acknowledges a commit only once the standby has flushed it too.
+   */
+  async startStandby(): Promise<PostgresServer> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'payments-pg-standby-'));
+    const { stdout } = await run(SCRIPT, ['standby', this.dataDir, path.join(dir, 'pg')], { timeout: 120_000 });
+    const standby = new PostgresServer(dir, Number(stdout.trim().split('\n').pop()));
+    // Synchronous from here on: pg_stat_replication says so once the reload took effect.
+    for (let i = 0; i < 200; i++) {
+      if ((await this.psql(`SELECT sync_state FROM pg_stat_replication WHERE application_name = 'standby'`)) === 'sync') return standby;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error('the standby did not become synchronous');
+  }
+
+  /** The server dies at once (SIGKILL), as in a crash. */
+  async kill(): Promise<void> {
+    await run(SCRIPT, ['kill', this.dataDir], { timeout: 60_000 });
+  }
+
+  /** A standby becomes a primary. */
+  async promote(): Promise<void> {
+    await run(SCRIPT, ['promote', this.dataDir], { timeout: 60_000 });
+  }
+
   async stop(): Promise<void> {
-    await run(SCRIPT, ['stop', path.join(this.dir, 'pg')], { timeout: 60_000 });
+    await run(SCRIPT, ['stop', this.dataDir], { timeout: 60_000 });
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }

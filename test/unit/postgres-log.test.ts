@@ -127,6 +127,20 @@ describe('PostgreSQL transfer log (two gateway instances, one real server)', fun
     expect(await g2.leases.renew()).to.equal(1);
   });
 
+  it('a restarted instance does not renew its previous incarnation\'s leases: they lapse and are taken over', async () => {
+    const before = open('g1', 500);
+    const t = tx();
+    expect(await write(before, { type: 'begin', tx: t })).to.equal('ok');
+    expect(await before.leases.renew()).to.equal(1);
+    // The same instance id, a new process: it holds nothing yet, so it renews nothing.
+    const after = open('g1', 500);
+    expect(await after.leases.renew()).to.equal(0);
+    await eventually(async () => (await after.leases.takeOverExpired(10)).length === 1, 10_000, 'the old lease to lapse and the restarted g1 to take it');
+    expect(await after.leases.renew()).to.equal(1);
+    expect(await write(before, { type: 'decision', txId: t.id, decision: 'commit', awaiting: ['BankA', 'BankB'] })).to.equal('fenced');
+    expect(Number((await pool.query('SELECT epoch FROM transfers WHERE tx_id = $1', [t.id])).rows[0].epoch)).to.equal(2);
+  });
+
   it('shares logouts and verify keys between instances', async () => {
     const dirs = [fs.mkdtempSync(path.join(os.tmpdir(), 'pg-tokens-')), fs.mkdtempSync(path.join(os.tmpdir(), 'pg-tokens-'))];
     const limits = { revocationSyncIntervalMs: 50, revocationMaxStalenessMs: 1000 };

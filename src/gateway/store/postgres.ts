@@ -193,11 +193,19 @@ export class PostgresTransferLog implements TransferLog {
     }
   }
 
+  /**
+   * Renews the transfers this process holds (by id and epoch), not every row naming this instance:
+   * a restarted instance must let its previous incarnation's transfers lapse so that a takeover
+   * (its own or another instance's) drives them, instead of keeping them leased and undriven.
+   */
   private async renew(): Promise<number> {
+    if (this.epochs.size === 0) return 0;
+    const held = [...this.epochs];
     const res = await this.pool.query(
-      `UPDATE transfers SET lease_expires_at = clock_timestamp() + $2 * interval '1 millisecond'
-        WHERE owner_instance = $1 AND ${UNFINISHED}`,
-      [this.options.instanceId, this.options.leaseMs]);
+      `UPDATE transfers t SET lease_expires_at = clock_timestamp() + $2 * interval '1 millisecond'
+         FROM unnest($3::text[], $4::bigint[]) AS h(tx_id, epoch)
+        WHERE t.tx_id = h.tx_id AND t.owner_instance = $1 AND t.epoch = h.epoch AND ${UNFINISHED}`,
+      [this.options.instanceId, this.options.leaseMs, held.map(([id]) => id), held.map(([, epoch]) => epoch)]);
     return res.rowCount ?? 0;
   }
 
