@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Metadata } from 'nice-grpc';
 import { BankServiceDefinition } from '../../src/gen/bank/v1/bank.js';
+import { CoordinatorServiceDefinition } from '../../src/gen/coordinator/v1/coordinator.js';
 import { GatewayServiceDefinition } from '../../src/gen/payments/v1/gateway.js';
 import { createNodeClient, type NodeClient } from '../../src/grpc/client.js';
 import { silentLogger } from '../../src/logging/logger.js';
@@ -114,6 +115,14 @@ export class Cluster {
   /** A client of one gateway instance. */
   instanceClient(id: string, identity = 'client') {
     const c = createNodeClient(GatewayServiceDefinition, `localhost:${this.instancePorts.get(id)}`,
+      loadTls(this.certsDir, identity), silentLogger(), CALL_LIMITS);
+    this.clients.push(c);
+    return c.client;
+  }
+
+  /** A bank's view of one gateway instance: its coordinator service (GetDecision), as `identity`. */
+  instanceCoordinator(id: string, identity: string) {
+    const c = createNodeClient(CoordinatorServiceDefinition, `localhost:${this.instancePorts.get(id)}`,
       loadTls(this.certsDir, identity), silentLogger(), CALL_LIMITS);
     this.clients.push(c);
     return c.client;

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import { ClientError, Status, type Metadata } from 'nice-grpc';
 import { FAILPOINTS_ENV } from '../../src/failpoints/index.js';
+import { Decision } from '../../src/gen/coordinator/v1/coordinator.js';
 import { reasonOf } from '../../src/grpc/errors.js';
 import { bearer, Cluster, eventually } from '../helpers/cluster.js';
 import { nodeLog } from '../helpers/logs.js';
@@ -105,7 +106,16 @@ describe('several gateways over PostgreSQL', function () {
     expect(b.byUser.get('bob@BankB')).to.equal(before.byUser.get('bob@BankB')! + 700n);
   });
 
-  for (const point of ['gateway.after_begin_persisted', 'gateway.after_decision_persisted', 'gateway.between_commits'] as const) {
+  // Every gateway failpoint but the SQLite one; undecided transfers are presumed aborted by the taker.
+  const KILL_POINTS = {
+    'gateway.after_begin_persisted': 'aborted',
+    'gateway.after_prepare_sent': 'aborted',
+    'gateway.after_vote_received': 'aborted',
+    'gateway.after_decision_persisted': 'committed',
+    'gateway.between_commits': 'committed',
+    'gateway.after_last_ack': 'committed',
+  } as const;
+  for (const [point, expected] of Object.entries(KILL_POINTS)) {
     it(`g1 killed at ${point}: g2 takes its transfer over and finishes it`, async () => {
       const before = await balances(cluster);
       await cluster.stopGatewayInstance('g1');
@@ -115,7 +125,6 @@ describe('several gateways over PostgreSQL', function () {
       expect(await armed.exited).to.equal('SIGKILL');
       expect(await answer).to.be.instanceOf(ClientError);
       // The client retries at the survivor with the same key: the outcome the takeover decided.
-      const expected = point === 'gateway.after_begin_persisted' ? 'aborted' : 'committed';
       let outcome: string | undefined;
       await eventually(async (note) => {
         try {
@@ -135,6 +144,29 @@ describe('several gateways over PostgreSQL', function () {
       await cluster.startGatewayInstance('g1');
     });
   }
+
+  it('a bank in doubt asks another instance: GetDecision at g2 answers for g1\'s transfer from the shared log', async () => {
+    await cluster.stopGatewayInstance('g1');
+    const armed = await cluster.startGatewayInstance('g1', { [FAILPOINTS_ENV]: 'gateway.after_vote_received' });
+    const key = randomUUID();
+    const answer = pay('g1', key, 400n, alice.metadata).then(() => 'answered', (e: unknown) => e);
+    expect(await armed.exited).to.equal('SIGKILL');
+    expect(await answer).to.be.instanceOf(ClientError);
+    const txId = await pg.psql(`SELECT tx_id FROM transfers WHERE idempotency_key = '${key}'`);
+    expect(txId).to.match(/^[0-9a-f-]{36}$/);
+    // BankB's question, at the instance that never saw the transfer: pending while g1's lease runs,
+    // then the takeover's presumed abort (past prepare deadline plus lease, never left pending).
+    const asBankB = cluster.instanceCoordinator('g2', 'BankB');
+    let decision: Decision | undefined;
+    await eventually(async (note) => {
+      decision = (await asBankB.getDecision({ transactionId: txId })).decision;
+      note(Decision[decision]);
+      return decision !== Decision.DECISION_PENDING;
+    }, LEASE_MS + TAKEOVER_SLACK_MS, 'g2 to decide g1\'s transfer');
+    expect(decision).to.equal(Decision.DECISION_ABORT);
+    await settled();
+    await cluster.startGatewayInstance('g1');
+  });
 
   it('a paused owner (SIGSTOP past its lease) is fenced: its late writes change nothing', async () => {
     const before = await balances(cluster);
