@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -128,7 +129,7 @@ export class Outbox {
   readonly file: string;
   private readonly db: Database.Database;
   /** Names this process as a lease holder. */
-  private readonly holder = `${process.pid}:${Math.random().toString(36).slice(2)}`;
+  private readonly holder = `${process.pid}:${randomUUID()}`;
 
   private constructor(file: string, private readonly limits: OutboxLimits) {
     this.file = file;

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { sleep, systemClock } from '../../core/clock.js';
 import type { CliContext } from '../context.js';
 import { EXIT } from '../exit-codes.js';
 import { ClientFailure } from '../failure.js';
@@ -55,7 +55,7 @@ export interface ForegroundOutcome {
  */
 export async function sendThroughOutbox(ctx: CliContext, worker: OutboxWorker, request: NewOutboxEntry,
   onQueued?: (entry: OutboxEntry) => void): Promise<ForegroundOutcome> {
-  const { entry } = ctx.outbox().add(request, Date.now());
+  const { entry } = ctx.outbox().add(request, systemClock.nowMs());
   onQueued?.(entry);
   if (isFinalState(entry.state)) return { entry };
   let latest = entry;
@@ -66,15 +66,15 @@ export async function sendThroughOutbox(ctx: CliContext, worker: OutboxWorker, r
     if (event.type === 'finished' && event.transfer) transfer = event.transfer;
   });
   try {
-    const deadline = Date.now() + ctx.config.client.outboxResumeMaxMs;
+    const deadline = systemClock.nowMs() + ctx.config.client.outboxResumeMaxMs;
     // Bounded by the deadline.
     for (;;) {
       const pass = await worker.pass(deadline);
       latest = ctx.outbox().get(entry.id) ?? latest;
       const result = { entry: latest, ...(transfer ? { transfer } : {}) };
       if (pass.kind !== 'busy') return result;
-      if (isFinalState(latest.state) || Date.now() >= deadline) return { ...result, busyPid: pass.pid };
-      await sleep(ctx.config.client.outboxRetryIntervalMs);
+      if (isFinalState(latest.state) || systemClock.nowMs() >= deadline) return { ...result, busyPid: pass.pid };
+      await sleep(systemClock, ctx.config.client.outboxRetryIntervalMs);
     }
   } finally {
     stop();
