@@ -23,6 +23,7 @@ help:
 	@echo "make seed              demo users at every bank in $(CONFIG)"
 	@echo "make bench             benchmark: launch 2 banks + gateway, C=32 for 10 s (BENCH_ARGS='-c 8 --json')"
 	@echo "make bench-sweep       C = 1, 8, 32, 128; table into docs/benchmarks.md (BENCH_LABEL, BENCH_ARGS)"
+	@echo "make bench-plot        throughput and p99 against C from bench JSON into $(BENCH_PLOT_OUT) (BENCH_PLOT_INPUTS='[LABEL=]FILE.json ...', BENCH_PLOT_ARGS='--x linear')"
 	@echo "make chaos             the chaos test for CHAOS_SECONDS (default 600), seed CHAOS_SEED (default random)"
 	@echo "make chaos-cluster     the same with 3 gateways on PostgreSQL (gateways and banks killed)"
 	@echo "make sim               deterministic simulation: 2000 seeds (SIM_SEED=n one seed, SIM_SECONDS=N soak, SIM_SCENARIOS, SIM_JOBS)"
@@ -120,12 +121,20 @@ test: build lint typecheck
 # Benchmarks (docs/benchmarks.md). Each launches its own system in a temp folder.
 BENCH_ARGS ?=
 BENCH_LABEL ?= latest
-.PHONY: bench bench-sweep
+# The picture of docs/bench.svg: one line per report (`bin/bench ... --json > FILE.json`), labelled from
+# its setup or by LABEL=FILE.json, e.g. BENCH_PLOT_INPUTS='"before=a.json" b.json'.
+BENCH_PLOT_INPUTS ?= $(sort $(wildcard docs/bench-data/*.json))
+BENCH_PLOT_OUT ?= docs/bench.svg
+BENCH_PLOT_ARGS ?=
+.PHONY: bench bench-sweep bench-plot
 bench: build
 	bin/bench $(BENCH_ARGS)
 
 bench-sweep: build
 	bin/bench --sweep 1,8,32,128 --docs docs/benchmarks.md --label "$(BENCH_LABEL)" $(BENCH_ARGS)
+
+bench-plot: build
+	bin/bench-plot --out $(BENCH_PLOT_OUT) $(BENCH_PLOT_ARGS) $(BENCH_PLOT_INPUTS)
 
 # The chaos test alone, longer than in `make test`: CHAOS_SECONDS=600 CHAOS_SEED=123 make chaos
 chaos: build

@@ -86,6 +86,10 @@ export interface BenchReport {
     readonly launched: boolean;
     /** 'consul' (the default of a launched system: a Consul agent runs beside the nodes) or 'static'. */
     readonly discovery: 'consul' | 'static';
+    /** The launched gateways' log (absent for a targeted system, whose store bin/bench does not know; absent in reports before issue 12). */
+    readonly store?: 'sqlite' | 'postgres';
+    /** Gateway instances the sessions were spread over (absent in reports before issue 12). */
+    readonly gateways?: number;
     readonly banks: readonly string[];
     readonly accountsPerBank: number;
     readonly historyRows: number;
@@ -346,6 +350,8 @@ export async function runBench(o: BenchOptions, log: Log, progress: Log): Promis
     setup: {
       launched: !o.targetConfig,
       discovery: system.discovery,
+      ...(o.targetConfig ? {} : { store: o.store }),
+      gateways: system.gatewayAddress.split(',').length,
       banks: system.banks,
       accountsPerBank: o.accounts,
       historyRows: o.historyRows,
