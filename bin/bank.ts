@@ -11,6 +11,7 @@ import type { Config } from '../src/config/schema.js';
 import { toJson } from '../src/core/json.js';
 import { parseAmount } from '../src/core/money.js';
 import { closeLogger, createLogger } from '../src/logging/logger.js';
+import { BankMetrics } from '../src/metrics/bank.js';
 import { announceListening, onShutdownSignal } from '../src/process/lifecycle.js';
 
 // Wiring only: `bin/bank --name BankA` runs the bank server; the subcommands administer its ledger.
@@ -83,16 +84,18 @@ if (!bankNode) {
 async function serve(cfg: Config): Promise<void> {
   const logger = createLogger({ node: name, ...cfg.logging });
   let setup: DiscoverySetup | undefined;
+  const metrics = new BankMetrics(name);
   try {
-    setup = await createDiscovery(cfg, logger, 'bank');
+    setup = await createDiscovery(cfg, logger, 'bank', { onWatchState: metrics.consulWatch });
     const discovery = setup;
     const tls = await loadNodeTls(cfg, setup, name, logger);
     const bank = await startBankServer(cfg, name, logger, {
       discovery: setup.discovery,
       tls,
       registrar: setup.registrar(bankServiceSpec(cfg.consul, name, bankNode!.host)),
+      metrics,
     });
-    announceListening(name, bank.port, { discovery: setup.mode });
+    announceListening(name, bank.port, { discovery: setup.mode, ...(bank.metricsPort === undefined ? {} : { metricsPort: bank.metricsPort }) });
     onShutdownSignal(async (signal) => {
       logger.info('shutting down', { signal });
       await bank.stop();

@@ -17,6 +17,7 @@ import { rotateSigningKey } from '../src/gateway/token-keys.js';
 import { tlsPaths } from '../src/tls/credentials.js';
 import { startGatewayServer } from '../src/gateway/server.js';
 import { closeLogger, createLogger } from '../src/logging/logger.js';
+import { GatewayMetrics } from '../src/metrics/gateway.js';
 import { announceListening, onShutdownSignal } from '../src/process/lifecycle.js';
 
 const USAGE = `usage: bin/gateway [--config FILE] [--set key.path=value ...] [--port N] [--data-dir DIR] [--instance-id ID]
@@ -85,7 +86,8 @@ if (positionals[0] === 'rotate-key' || args['rotate-key']) {
 }
 // Several instances share the log folder when they share a database: one file each.
 const logger = createLogger({ node: config.gateway.store === 'postgres' ? `gateway-${config.gateway.instanceId}` : 'gateway', ...config.logging });
-const setup = await createDiscovery(config, logger, 'gateway');
+const metrics = new GatewayMetrics();
+const setup = await createDiscovery(config, logger, 'gateway', { onWatchState: metrics.consulWatch });
 const { discovery } = setup;
 
 try {
@@ -95,6 +97,7 @@ try {
     discovery,
     registrar: setup.registrar(() => gatewayServiceSpec(config.consul, config.gateway.host, config.gateway.instanceId)),
     clock: systemClock,
+    metrics,
   });
   if (setup.consul) {
     // Trust material for the other nodes: our CA certificate and the token verification keys.
@@ -112,7 +115,7 @@ try {
     await setup.close();
     await closeLogger(logger);
   }, 2 * config.gateway.shutdownGraceMs + 1000);
-  announceListening('gateway', gateway.port, { discovery: setup.mode });
+  announceListening('gateway', gateway.port, { discovery: setup.mode, ...(gateway.metricsPort === undefined ? {} : { metricsPort: gateway.metricsPort }) });
 } catch (err) {
   logger.error('gateway failed to start', { error: err instanceof Error ? err.message : String(err) });
   process.stderr.write(`gateway failed to start: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -1,5 +1,5 @@
 import type { Clock } from '../core/clock.js';
-import { GroupCommit } from '../core/group-commit.js';
+import { GroupCommit, type GroupCommitObserver } from '../core/group-commit.js';
 import type { Ledger, LedgerOp, LedgerOpResult } from './ledger.js';
 
 // Group commit for the bank's 2PC operations (the shared mechanism in core/group-commit.ts).
@@ -19,13 +19,14 @@ export interface GroupCommitLimits {
 export class LedgerGroupCommit {
   private readonly group: GroupCommit<LedgerOp, LedgerOpResult>;
 
-  constructor(ledger: Ledger, limits: GroupCommitLimits, clock: Clock) {
+  /** `observer`: told of each shared transaction (the bank's metrics). */
+  constructor(ledger: Ledger, limits: GroupCommitLimits, clock: Clock, observer?: GroupCommitObserver) {
     this.group = new GroupCommit((ops) => ledger.execute(ops), {
       maxItems: limits.groupCommitOpsMax,
       windowMs: limits.groupCommitWindowMs,
       // Every bank operation has a caller waiting for it: none is ever a background item.
       backgroundDelayMs: limits.groupCommitWindowMs,
-    }, clock);
+    }, clock, observer);
   }
 
   /** Performs `op` in the next group commit; resolves once that is durable. */

@@ -180,6 +180,9 @@ export class Ledger {
       inDoubt: db.prepare(
         `SELECT id, created_at FROM transactions WHERE state = 'prepared' ORDER BY created_at, id LIMIT ?`,
       ),
+      inDoubtLegs: db.prepare(
+        `SELECT COUNT(*) AS n FROM transactions t JOIN legs l ON l.tx_id = t.id WHERE t.state = 'prepared'`,
+      ),
       preparedBefore: db.prepare(
         `SELECT id FROM transactions WHERE state = 'prepared' AND created_at < ? ORDER BY created_at, id LIMIT ?`,
       ),
@@ -326,6 +329,11 @@ export class Ledger {
         legs: (this.sql.legs.all(r.id) as Row[]).map(toLeg),
       })),
     )();
+  }
+
+  /** Legs prepared here and not yet committed or aborted (the partial index transactions_prepared). */
+  inDoubtLegCount(): number {
+    return Number((this.sql.inDoubtLegs.get() as Row).n);
   }
 
   /** Ids of transactions prepared before `beforeMs` and still undecided here, oldest first. */

@@ -14,6 +14,8 @@ import { StaticDiscovery } from '../discovery/static.js';
 import type { Discovery } from '../discovery/discovery.js';
 import { startNodeTrace } from '../trace/critical-path.js';
 import { BankTrace } from '../trace/bank-trace.js';
+import { BankMetrics } from '../metrics/bank.js';
+import { serveMetrics, type MetricsEndpoint } from '../metrics/http.js';
 import { Ledger } from './ledger.js';
 import { bankService } from './service.js';
 import { GatewayDecisionSource, InDoubtResolver } from './termination.js';
@@ -23,6 +25,8 @@ import { GatewayDecisionSource, InDoubtResolver } from './termination.js';
 export interface RunningBank {
   readonly name: string;
   readonly port: number;
+  /** The Prometheus endpoint's port; undefined when banks.<name>.metricsPort is unset. */
+  readonly metricsPort: number | undefined;
   readonly ledger: Ledger;
   /** Stops accepting calls, lets in-flight calls finish, then closes the ledger. */
   stop(): Promise<void>;
@@ -39,6 +43,11 @@ export interface BankServerOptions {
   readonly registrar?: Registrar;
   /** Defaults to the certificates in config tls.dir for identity `name` (e.g. with the CA from Consul KV). */
   readonly tls?: TlsMaterial;
+  /**
+   * The node's metrics (bin/bank creates them first, for its Consul watch); default a registry of
+   * its own. Served on banks.<name>.metricsPort when that is set.
+   */
+  readonly metrics?: BankMetrics;
 }
 
 export async function startBankServer(
@@ -54,7 +63,9 @@ export async function startBankServer(
   }
   const tls = options.tls ?? loadTls(config.tls.dir, name);
   const ledger = Ledger.open(node.dataDir);
-  const server = createNodeServer(logger, { peerIdentityServices: [BankServiceDefinition.fullName] });
+  const metrics = options.metrics ?? new BankMetrics(name);
+  metrics.watchInDoubt(() => ledger.inDoubtLegCount());
+  const server = createNodeServer(logger, { peerIdentityServices: [BankServiceDefinition.fullName], rpcMetrics: metrics.rpc });
   // gRPC health, outside the peer allowlist so Consul's checks (any certificate of our CA) reach it;
   // NOT_SERVING until listening.
   const health = HealthState();
@@ -62,7 +73,7 @@ export async function startBankServer(
   server.add(guardDecode(HealthDefinition), HealthServiceImpl(health));
   // Critical-path tracing for the benchmark (PAYMENTS_TRACE_CRITICAL_PATH=1; nothing is wrapped otherwise).
   const nodeTrace = startNodeTrace(name, node.dataDir);
-  let service = bankService(ledger, config.bank, systemClock);
+  let service = bankService(ledger, config.bank, systemClock, metrics.groupCommit);
   if (nodeTrace) {
     const trace = new BankTrace(nodeTrace.recorder);
     trace.traceLedger(ledger);
@@ -75,9 +86,12 @@ export async function startBankServer(
     .add(guardDecode(BankServiceDefinition), service);
   addReflection(server, [BankServiceDefinition.fullName]);
   let port: number;
+  let endpoint: MetricsEndpoint | undefined;
   try {
+    if (node.metricsPort !== undefined) endpoint = await serveMetrics(metrics.registry, config.metrics.host, node.metricsPort);
     port = await listenTls(server, node.host, node.port, tls);
   } catch (err) {
+    await endpoint?.close();
     nodeTrace?.close();
     ledger.close();
     throw err;
@@ -90,15 +104,17 @@ export async function startBankServer(
   health.setStatus('healthy');
   const registrar = options.registrar ?? NO_REGISTRATION;
   await registrar.register(port);
-  logger.info('bank started', { port, ledger: ledger.file });
+  logger.info('bank started', { port, ledger: ledger.file, ...(endpoint ? { metricsPort: endpoint.port } : {}) });
   let stopped: Promise<void> | undefined;
   return {
     name,
     port,
+    metricsPort: endpoint?.port,
     ledger,
     stop() {
-      // Out of Consul first, so the gateway stops routing here; then drain.
-      stopped ??= registrar.deregister().then(() => health.setStatus('unhealthy')).then(() => Promise.all([inDoubt.stop(), server.shutdown()])).then(() => undefined).finally(() => {
+      // Out of Consul first, so the gateway stops routing here; then drain; the metrics endpoint
+      // goes before the ledger it reads.
+      stopped ??= registrar.deregister().then(() => health.setStatus('unhealthy')).then(() => Promise.all([inDoubt.stop(), server.shutdown()])).then(() => endpoint?.close()).finally(() => {
         nodeTrace?.close();
         ledger.close();
         logger.info('bank stopped');

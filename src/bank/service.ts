@@ -12,6 +12,7 @@ import {
   type HistoryEntry,
   type PrepareLeg,
 } from '../gen/bank/v1/bank.js';
+import type { GroupCommitObserver } from '../core/group-commit.js';
 import { LedgerGroupCommit } from './group-commit.js';
 import type { Ledger, HistoryRow, LedgerOpResult } from './ledger.js';
 import { decodePageToken, encodePageToken } from './page-token.js';
@@ -84,14 +85,20 @@ function legKindOf(kind: LegKind): Leg['kind'] | undefined {
   return undefined;
 }
 
-export function bankService(ledger: Ledger, limits: BankServiceLimits, clock: Clock): BankServiceImplementation {
+/** `groupCommitObserver`: told of each group commit of the ledger (the bank's metrics). */
+export function bankService(
+  ledger: Ledger,
+  limits: BankServiceLimits,
+  clock: Clock,
+  groupCommitObserver?: GroupCommitObserver,
+): BankServiceImplementation {
   assert(limits.historyPageSizeDefault <= limits.historyPageSizeMax, 'history page size default exceeds max');
   primeUnknownUserHash();
   const invalidCredentials = () => new AppError('INVALID_CREDENTIALS', 'unknown user or wrong password');
   // Each check takes a core for ~100 ms: a flood of logins must not queue without bound.
   const passwordChecks = new ConcurrencyLimit(limits.passwordChecksMax, limits.passwordCheckQueueMax);
   // Every 2PC operation, single or batched, goes through one group commit (one fsync per turn).
-  const group = new LedgerGroupCommit(ledger, limits, clock);
+  const group = new LedgerGroupCommit(ledger, limits, clock, groupCommitObserver);
   const prepared = (leg: Leg, r: LedgerOpResult): Result<PrepareAction> => {
     assert(typeof r === 'object', `prepare of ${leg.txId} answered ${String(r)}`);
     // The leg (a debit's hold) is durable and the YES vote not yet sent.

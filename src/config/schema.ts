@@ -13,6 +13,8 @@ export const BankNodeSchema = z.strictObject({
   dataDir: z.string().min(1),
   /** Where the gateway dials this bank (static discovery). */
   address: z.string().min(1).optional(),
+  /** Prometheus endpoint of this bank (GET /metrics on metrics.host); unset = no endpoint; 0 = an ephemeral port. */
+  metricsPort: port.optional(),
 });
 
 export const ConfigSchema = z.strictObject({
@@ -27,6 +29,11 @@ export const ConfigSchema = z.strictObject({
     console: z.boolean().default(true),
     /** Longest string value written to a log line; longer ones are cut, their length noted (last line of defence: callers' values are cut where they are echoed). */
     fieldMaxChars: z.number().int().min(64).max(1_000_000).default(1024),
+  }).prefault({}),
+  /** The nodes' Prometheus endpoints (plain HTTP); each is on only with its port set: gateway.metricsPort, banks.<name>.metricsPort. */
+  metrics: z.strictObject({
+    /** Where the endpoints listen: loopback unless a scraper on another machine must reach them (they are not authenticated). */
+    host: host.default('127.0.0.1'),
   }).prefault({}),
   discovery: z.strictObject({
     /** 'consul' (config.json's choice) or 'static' (addresses from this file; no Consul needed). */
@@ -63,6 +70,8 @@ export const ConfigSchema = z.strictObject({
   gateway: z.strictObject({
     host: host.default('127.0.0.1'),
     port: port.default(50050),
+    /** Prometheus endpoint (GET /metrics on metrics.host); unset = no endpoint; 0 = an ephemeral port. */
+    metricsPort: port.optional(),
     dataDir: z.string().min(1).default('data/gateway'),
     /** This gateway among several sharing one log (`--instance-id`): owner of its transfers, its Consul service id. */
     instanceId: name.default('g1'),

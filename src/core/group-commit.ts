@@ -32,6 +32,15 @@ export interface GroupCommitBounds {
  */
 export type BatchWriter<T, R> = (items: readonly T[]) => readonly R[] | Promise<readonly R[]>;
 
+/**
+ * Told of each shared write (the node's metrics): its number of items when it starts; the function
+ * it returns when that write is durable (`ok`) or failed. Time is the observer's business: this
+ * mechanism reads no clock for it.
+ */
+export interface GroupCommitObserver {
+  writeStarted(items: number): (ok: boolean) => void;
+}
+
 /** Told an item's result once its write is durable, or the error when it could not be written. */
 export type Done<R> = (err: Error | undefined, result?: R) => void;
 
@@ -54,6 +63,7 @@ export class GroupCommit<T, R> {
     private readonly write: BatchWriter<T, R>,
     private readonly bounds: GroupCommitBounds,
     private readonly clock: Clock,
+    private readonly observer?: GroupCommitObserver,
   ) {
     assert(Number.isInteger(bounds.maxItems) && bounds.maxItems > 0, 'group commit: maxItems must be a positive integer');
     assert(bounds.windowMs >= 0 && bounds.backgroundDelayMs >= 0, 'group commit: windowMs and backgroundDelayMs must be >= 0');
@@ -165,13 +175,24 @@ export class GroupCommit<T, R> {
   }
 
   private writeBatch(batch: readonly Queued<T, R>[]): void | Promise<void> {
+    const written = this.observer?.writeStarted(batch.length);
     let out: readonly R[] | Promise<readonly R[]>;
     try {
       out = this.write(batch.map((q) => q.item));
     } catch {
+      written?.(false);
       return this.writeAlone(batch);
     }
-    if (out instanceof Promise) return out.then((results) => this.deliver(batch, results), () => this.writeAlone(batch));
+    if (out instanceof Promise) {
+      return out.then((results) => {
+        written?.(true);
+        this.deliver(batch, results);
+      }, () => {
+        written?.(false);
+        return this.writeAlone(batch);
+      });
+    }
+    written?.(true);
     this.deliver(batch, out);
   }
 

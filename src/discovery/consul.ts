@@ -32,6 +32,8 @@ export interface ConsulDiscoveryOptions {
   /** The pause (with jitter) between a watch's retries while the agent is unreachable, and ready()'s bound. */
   readonly clock: Clock;
   readonly random: Random;
+  /** Told after each answer (true) or failure (false) of a watch, by service name (the node's metrics). */
+  readonly onWatchState?: (service: string, up: boolean) => void;
 }
 
 export class ConsulDiscovery implements Discovery {
@@ -131,8 +133,10 @@ export class ConsulDiscovery implements Discovery {
         index = next < 1n || (index !== undefined && next < BigInt(index)) ? '0' : result.index;
         apply(result.instances);
         this.markAnswered(service);
+        this.options.onWatchState?.(service, true);
       } catch (err) {
         if (this.closed) return;
+        this.options.onWatchState?.(service, false);
         failures += 1;
         if (!outage) {
           logger.warn('consul unreachable; keeping the last known addresses', {

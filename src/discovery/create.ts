@@ -31,6 +31,8 @@ export interface DiscoverySetup {
 export interface CreateDiscoveryOptions {
   /** Where the fallback notice goes; stderr by default. */
   readonly notice?: (line: string) => void;
+  /** Told whether each Consul watch gets answers (the node's metrics); unused with static discovery. */
+  readonly onWatchState?: (service: string, up: boolean) => void;
 }
 
 export async function createDiscovery(
@@ -65,6 +67,7 @@ export async function createDiscovery(
     watchGateway: role === 'client' || role === 'bank',
     clock: systemClock,
     random: systemRandom(),
+    ...(options.onWatchState ? { onWatchState: options.onWatchState } : {}),
   }).start();
   // The gateway recovers transfers at start: give it the banks Consul knows before that.
   if (role === 'gateway' && probe.ok) await discovery.ready(settings.requestTimeoutMs);

@@ -181,3 +181,36 @@ export class LoginThrottle {
     };
   }
 }
+
+/** Told of refused and throttled logins (the gateway's metrics). */
+export interface LoginObserver {
+  /** The bank refused the credentials. */
+  failed(): void;
+  /** Refused before the bank was asked: `scope` is the key that is backing off. */
+  throttled(scope: 'account' | 'peer'): void;
+}
+
+/** `throttle`, telling `observer` of each failed and each throttled login. */
+export function observedLoginThrottle(throttle: Pick<LoginThrottle, 'begin'>, observer: LoginObserver): Pick<LoginThrottle, 'begin'> {
+  return {
+    begin(account, peer) {
+      const admission = throttle.begin(account, peer);
+      if (!admission.ok) {
+        observer.throttled(admission.scope);
+        return admission;
+      }
+      const { attempt } = admission;
+      return {
+        ok: true,
+        attempt: {
+          failed() {
+            observer.failed();
+            return attempt.failed();
+          },
+          succeeded: () => attempt.succeeded(),
+          ended: () => attempt.ended(),
+        },
+      };
+    },
+  };
+}

@@ -13,13 +13,15 @@ import { guardDecode } from '../grpc/malformed.js';
 import { createNodeServer, listenTls } from '../grpc/server.js';
 import { addReflection } from '../grpc/reflection.js';
 import type { Logger } from '../logging/logger.js';
+import { GatewayMetrics } from '../metrics/gateway.js';
+import { serveMetrics } from '../metrics/http.js';
 import { authMiddleware } from '../middleware/server/auth.js';
 import { loadTls, type TlsMaterial } from '../tls/credentials.js';
 import { BankClients } from './bank-clients.js';
 import { openTransferEngine, type OpenTransfers } from './engine-wiring.js';
 import { openGatewayState } from './state.js';
 import { createGatewayService, GATEWAY_PUBLIC_METHODS } from './service.js';
-import { LoginThrottle } from './login-throttle.js';
+import { LoginThrottle, observedLoginThrottle } from './login-throttle.js';
 import type { Transfers } from './transfers.js';
 
 // Builds and starts the gateway node: signing key, logout denylist, bank channels, transfer engine
@@ -37,10 +39,17 @@ export interface GatewayServerOptions {
   readonly registrar?: Registrar;
   /** Time of the login back-off and the shutdown grace. */
   readonly clock: Clock;
+  /**
+   * The node's metrics (bin/gateway creates them first, for its Consul watches); default a
+   * registry of its own. Served on gateway.metricsPort when that is set.
+   */
+  readonly metrics?: GatewayMetrics;
 }
 
 export interface RunningGateway {
   readonly port: number;
+  /** The Prometheus endpoint's port; undefined when gateway.metricsPort is unset. */
+  readonly metricsPort: number | undefined;
   /** The token verification key set, for publication (e.g. through Consul). */
   readonly jwks: JSONWebKeySet;
   /**
@@ -54,15 +63,19 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   const { config, logger, discovery, clock } = options;
   const limits = config.gateway;
   const tls = options.tls ?? loadTls(config.tls.dir, config.tls.gatewayIdentity);
+  const metrics = options.metrics ?? new GatewayMetrics();
   fs.mkdirSync(limits.dataDir, { recursive: true });
 
-  // What stop() (or a failed start) closes, newest first: server, engine, channels, denylist.
+  // What stop() (or a failed start) closes, newest first: server, engine, channels, denylist, metrics endpoint.
   const closers: ((graceMs: number) => Promise<void> | void)[] = [];
   const closeAll = async (graceMs: number) => {
     for (const close of closers.splice(0).reverse()) await close(graceMs);
   };
   try {
-    const state = await openGatewayState(config, clock, logger);
+    // First, so that it is closed last: a scrape during start-up and shutdown still answers.
+    const endpoint = limits.metricsPort === undefined ? undefined : await serveMetrics(metrics.registry, config.metrics.host, limits.metricsPort);
+    if (endpoint) closers.push(() => endpoint.close());
+    const state = await openGatewayState(config, clock, logger, metrics.groupCommit);
     closers.push(() => state.close());
     const { tokens, revocations } = state;
     const bankClients = new BankClients(discovery, tls, logger, {
@@ -72,7 +85,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
       retryMaxDelayMs: limits.bankCallRetryMaxDelayMs,
     });
     closers.push(() => bankClients.close());
-    const transfers: Transfers = await (options.openTransfers ?? openTransferEngine)({ config, bankClients, logger, log: state.log, clock });
+    const transfers: Transfers = await (options.openTransfers ?? openTransferEngine)({ config, bankClients, logger, log: state.log, clock, metrics });
     closers.push((graceMs) => transfers.stop(graceMs));
 
     // Recovery runs before the server accepts a single call.
@@ -85,11 +98,12 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     const server = createNodeServer(logger, {
       peerIdentityServices: [GatewayServiceDefinition.fullName, CoordinatorServiceDefinition.fullName],
       maxReceiveMessageBytes: limits.maxReceiveMessageBytes,
+      rpcMetrics: metrics.rpc,
     });
     // Health stays outside the role and token checks so that Consul's checks (any certificate of our CA) reach it.
     server.add(guardDecode(HealthDefinition), HealthServiceImpl(health));
     // The client API: client certificates only; then the token (Login is public).
-    const loginThrottle = new LoginThrottle(limits, () => clock.nowMs());
+    const loginThrottle = observedLoginThrottle(new LoginThrottle(limits, () => clock.nowMs()), metrics);
     server
       .with(peerAllowlistMiddleware((peer) => peer.role === 'client'))
       .with(authMiddleware({ tokens, revocations, publicMethods: GATEWAY_PUBLIC_METHODS }))
@@ -105,7 +119,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     health.setStatus('healthy');
     const registrar = options.registrar ?? NO_REGISTRATION;
     await registrar.register(port);
-    logger.info('gateway started', { port, dataDir: limits.dataDir, kid: tokens.key.kid });
+    logger.info('gateway started', { port, dataDir: limits.dataDir, kid: tokens.key.kid, ...(endpoint ? { metricsPort: endpoint.port } : {}) });
 
     let stopped: Promise<void> | undefined;
     const stop = async (graceMs: number) => {
@@ -117,6 +131,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     };
     return {
       port,
+      metricsPort: endpoint?.port,
       jwks: tokens.jwks(),
       stop(graceMs = limits.shutdownGraceMs) {
         stopped ??= stop(graceMs);

@@ -1,5 +1,6 @@
 import type { Config } from '../config/schema.js';
 import type { Clock } from '../core/clock.js';
+import type { GroupCommitObserver } from '../core/group-commit.js';
 import type { Logger } from '../logging/logger.js';
 import { Revocations } from './revocations.js';
 import { SharedRevocations } from './shared/revocations.js';
@@ -27,17 +28,25 @@ export interface GatewayState {
   close(): Promise<void>;
 }
 
-export async function openGatewayState(config: Config, clock: Clock, logger: Logger): Promise<GatewayState> {
-  return config.gateway.store === 'postgres' ? openShared(config, clock, logger) : openEmbedded(config, clock);
+/** `groupCommitObserver`: told of each group commit of the transfer log (the gateway's metrics). */
+export async function openGatewayState(
+  config: Config,
+  clock: Clock,
+  logger: Logger,
+  groupCommitObserver?: GroupCommitObserver,
+): Promise<GatewayState> {
+  return config.gateway.store === 'postgres'
+    ? openShared(config, clock, logger, groupCommitObserver)
+    : openEmbedded(config, clock, groupCommitObserver);
 }
 
-async function openEmbedded(config: Config, clock: Clock): Promise<GatewayState> {
+async function openEmbedded(config: Config, clock: Clock, groupCommitObserver: GroupCommitObserver | undefined): Promise<GatewayState> {
   const gateway = config.gateway;
   const tokens = await Tokens.open(gateway.dataDir, { ttlSeconds: gateway.tokenTtlSeconds, now: () => clock.nowMs() });
   const revocations = Revocations.open(gateway.dataDir, clock.nowMs());
   let log: TransferLog;
   try {
-    log = openSqliteLog(gateway.dataDir, { groupCommit: gateway, clock });
+    log = openSqliteLog(gateway.dataDir, { groupCommit: gateway, clock, ...(groupCommitObserver ? { groupCommitObserver } : {}) });
   } catch (err) {
     revocations.close();
     throw err;
@@ -56,7 +65,12 @@ async function openEmbedded(config: Config, clock: Clock): Promise<GatewayState>
   };
 }
 
-async function openShared(config: Config, clock: Clock, logger: Logger): Promise<GatewayState> {
+async function openShared(
+  config: Config,
+  clock: Clock,
+  logger: Logger,
+  groupCommitObserver: GroupCommitObserver | undefined,
+): Promise<GatewayState> {
   const gateway = config.gateway;
   const pool = await connectPostgres(gateway.postgres, logger, `payments-gateway-${gateway.instanceId}`);
   try {
@@ -65,7 +79,10 @@ async function openShared(config: Config, clock: Clock, logger: Logger): Promise
     // Before the first token is issued: every instance can then verify it.
     await verifyKeys.publish(gateway.instanceId, { current: tokens.key, previous: tokens.previous });
     const revocations = await SharedRevocations.open(pool, gateway, clock, logger);
-    const log = new PostgresTransferLog({ pool, instanceId: gateway.instanceId, leaseMs: gateway.leaseMs, groupCommit: gateway, clock });
+    const log = new PostgresTransferLog({
+      pool, instanceId: gateway.instanceId, leaseMs: gateway.leaseMs, groupCommit: gateway, clock,
+      ...(groupCommitObserver ? { groupCommitObserver } : {}),
+    });
     logger.info('shared gateway state on PostgreSQL', {
       instance: gateway.instanceId, host: gateway.postgres.host, port: gateway.postgres.port, database: gateway.postgres.database,
     });

@@ -68,6 +68,19 @@ export interface DriverOptions {
   readonly clock: Clock;
   /** Jitter of phase-2 retries. */
   readonly random: Random;
+  readonly observer?: TransferObserver;
+}
+
+/**
+ * Told what the transfers driven here do (the gateway's metrics). Durations are read from the
+ * driver's clock: `prepareMs` from the begin record being durable (the prepares leave) to the
+ * decision; `phase2Ms` from the decision being durable to the last acknowledgement.
+ */
+export interface TransferObserver {
+  /** A decision made here is durable; `prepareMs` is undefined for a transfer recovered undecided (presumed abort). */
+  decided(decision: 'commit' | 'abort', reason: string | undefined, prepareMs: number | undefined): void;
+  /** Phase 2 of a decision made here ended: every bank acknowledged. */
+  phase2Done(decision: 'commit' | 'abort', phase2Ms: number): void;
 }
 
 /** Who waits for a transfer's outcome (the CreateTransfer call). */
@@ -88,6 +101,12 @@ interface Run {
   timer: Timer | undefined;
   readonly abort: AbortController;
   reply: ReplyHandlers | undefined;
+  /** When the begin record became durable here (the prepares left); for the observer. */
+  preparingSinceMs?: number;
+  /** When the votes were in (the decision record was queued); for the observer. */
+  decidingAtMs?: number;
+  /** When a decision made here became durable; unset for a recovered decision. */
+  decidedAtMs?: number;
 }
 
 /** The crash point right after a record of each type is durable. */
@@ -196,8 +215,10 @@ export class TransferDriver {
     }
     run.busy = false;
     if (run.done || run.waitingForDisk) return;
-    if (isFinal(run.phase)) this.finish(run);
-    else this.schedule(run);
+    if (isFinal(run.phase)) {
+      this.observePhase2Done(run);
+      this.finish(run);
+    } else this.schedule(run);
   }
 
   private perform(run: Run, effect: Effect): void {
@@ -217,6 +238,7 @@ export class TransferDriver {
 
   private persist(run: Run, record: LogRecord): void {
     const nowMs = this.clock.nowMs();
+    if (record.type === 'decision') run.decidingAtMs = nowMs;
     if (!FORCED[record.type] || (record.type === 'decision' && record.decision === 'commit' && testBugs.commitBeforeDecisionDurable)) {
       this.options.log.enqueue(record, nowMs, (err) => {
         if (err instanceof RecordRefused) this.refused(run, record, err);
@@ -243,7 +265,11 @@ export class TransferDriver {
     }
     const point = PERSISTED_FAILPOINT[record.type];
     if (point) failpoint(point);
-    if (record.type === 'decision') this.audit(run, record);
+    if (record.type === 'begin') run.preparingSinceMs = this.clock.nowMs();
+    if (record.type === 'decision') {
+      this.audit(run, record);
+      this.observeDecided(run, record);
+    }
     this.drain(run);
   }
 
@@ -257,6 +283,22 @@ export class TransferDriver {
       ...(record.decision === 'abort' ? { reason: record.failure.reason } : {}),
       [FILE_ONLY]: true,
     });
+  }
+
+  private observeDecided(run: Run, record: Extract<LogRecord, { type: 'decision' }>): void {
+    const observer = this.options.observer;
+    if (!observer) return;
+    run.decidedAtMs = this.clock.nowMs();
+    const prepareMs = run.preparingSinceMs === undefined || run.decidingAtMs === undefined
+      ? undefined
+      : run.decidingAtMs - run.preparingSinceMs;
+    observer.decided(record.decision, record.decision === 'abort' ? record.failure.reason : undefined, prepareMs);
+  }
+
+  private observePhase2Done(run: Run): void {
+    if (run.decidedAtMs === undefined || !this.options.observer) return;
+    const decision = run.phase.kind === 'committed' ? 'commit' : 'abort';
+    this.options.observer.phase2Done(decision, this.clock.nowMs() - run.decidedAtMs);
   }
 
   private sendPrepare(run: Run, leg: Leg): void {

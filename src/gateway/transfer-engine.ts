@@ -10,7 +10,7 @@ import { isFinal, recover, step, type DurableState, type Outcome, type Tx } from
 import type { Logger } from '../logging/logger.js';
 import { LeaseKeeper } from './leases.js';
 import { RecordRefused, type StoredTransfer, type TransferLog } from './store/transfer-log.js';
-import { TransferDriver, type BankClientSource, type DriverLimits } from './transfer-driver.js';
+import { TransferDriver, type BankClientSource, type DriverLimits, type TransferObserver } from './transfer-driver.js';
 import type { CreateTransferInput, Decided, Transfers } from './transfers.js';
 
 // The Transfers implementation: idempotency (keys scoped to the owner, replays return the first
@@ -48,6 +48,8 @@ export interface TransferEngineOptions {
   readonly clock: Clock;
   /** Transaction ids and phase-2 retry jitter. */
   readonly random: Random;
+  /** Told of each decision and each finished phase 2 (the gateway's metrics). */
+  readonly observer?: TransferObserver;
 }
 
 /** A create() of one owner-scoped key, from its log lookup to its answer. */
@@ -92,6 +94,7 @@ export class TransferEngine implements Transfers {
       logger: options.logger,
       clock: this.clock,
       random: this.random,
+      ...(options.observer ? { observer: options.observer } : {}),
     });
     const { leases } = options.store;
     this.leaseKeeper = leases && new LeaseKeeper(leases, limits, this.clock, this.logger, (rows) => this.resume(rows));

@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'nice-grpc';
+import type { ServerMiddleware } from 'nice-grpc-common';
 import { errorDetailsServerMiddleware } from 'nice-grpc-error-details';
 import type { Logger } from '../logging/logger.js';
 import { errorMappingMiddleware } from '../middleware/server/errors.js';
@@ -15,10 +16,12 @@ export interface NodeServerOptions {
   readonly peerIdentityServices?: readonly string[];
   /** Largest request message accepted (grpc-js answers RESOURCE_EXHAUSTED beyond it); default grpc-js's 4 MiB. */
   readonly maxReceiveMessageBytes?: number;
+  /** Counts and times every call (src/metrics/rpc.ts); outermost, so it sees the status the caller gets. */
+  readonly rpcMetrics?: ServerMiddleware;
 }
 
 // The middleware stack every node's server shares, outermost first:
-// error details on the wire <- one log line per call <- domain errors mapped to statuses
+// RPC metrics by method and final status (when given) <- error details on the wire <- one log line per call <- domain errors mapped to statuses
 // <- undecodable requests refused. Add services with guardDecode(definition) (src/grpc/malformed.ts)
 // so undecodable bytes reach that last middleware instead of grpc-js's INTERNAL.
 export function createNodeServer(logger: Logger, options: NodeServerOptions = {}) {
@@ -26,10 +29,11 @@ export function createNodeServer(logger: Logger, options: NodeServerOptions = {}
   const needsIdentity = services === undefined
     ? () => true
     : (path: string) => services.some((s) => path.startsWith(`/${s}/`));
-  return createServer({
+  const server = createServer({
     interceptors: [peerIdentityInterceptorFor(needsIdentity)],
     ...(options.maxReceiveMessageBytes === undefined ? {} : { 'grpc.max_receive_message_length': options.maxReceiveMessageBytes }),
-  })
+  });
+  return (options.rpcMetrics ? server.use(options.rpcMetrics) : server)
     .use(errorDetailsServerMiddleware)
     .use(serverLoggingMiddleware(logger))
     .use(errorMappingMiddleware(logger))

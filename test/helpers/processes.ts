@@ -9,6 +9,8 @@ export const READY_TIMEOUT_MS = 30_000;
 export interface NodeProcess {
   readonly name: string;
   readonly port: number;
+  /** Its Prometheus endpoint's port, from the ready line; undefined when its metricsPort is unset. */
+  readonly metricsPort: number | undefined;
   readonly child: ChildProcess;
   /** Everything the process wrote, for failure messages. */
   output(): string;
@@ -42,9 +44,9 @@ export function startNode(bin: 'bank' | 'gateway', name: string, args: string[],
         const line = buffered.slice(0, nl);
         buffered = buffered.slice(nl + 1);
         if (!line.startsWith('{"event":"listening"')) continue;
-        const ready = JSON.parse(line) as { port: number };
+        const ready = JSON.parse(line) as { port: number; metricsPort?: number };
         clearTimeout(timer);
-        resolve({ name, port: ready.port, child, output: () => out, exited });
+        resolve({ name, port: ready.port, metricsPort: ready.metricsPort, child, output: () => out, exited });
       }
     });
     child.stderr!.on('data', (chunk: Buffer) => {

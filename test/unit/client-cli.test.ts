@@ -221,6 +221,8 @@ describe('client CLI (bin/client against an in-test gateway)', function () {
     const listed = JSON.parse((await cli(['queue', 'list', '--json'])).stdout);
     expect(listed.entries).to.have.length(1);
     expect(listed.entries[0]).to.include({ id: 1, idempotencyKey: key, state: 'pending', sent: false, cancellable: true, amountMinor: '100' });
+    // The outbox depth and its bound, for monitoring.
+    expect(listed).to.include({ waiting: 1, maxEntries: 1000 });
     // balance does not send the queue, but says it is waiting.
     const b = await cli(['balance']);
     expect(b.code, b.stderr).to.equal(0);

@@ -40,7 +40,8 @@ function listQueue(ctx: CliContext): number {
   const waiting = entries.filter((e) => !isFinalState(e.state)).length;
   const summary = `${waiting} waiting, ${entries.length - waiting} finished (kept: client.outboxHistoryMax=${ctx.config.client.outboxHistoryMax})`;
   ctx.print(entries.length === 0 ? outboxListText(entries) : `${outboxListText(entries)}\n${summary}`,
-    { entries: entries.map((e) => outboxEntryJson(e, maxAge)), waiting });
+    // waiting: the outbox depth (payments not yet final), next to its bound, for monitoring scripts.
+    { entries: entries.map((e) => outboxEntryJson(e, maxAge)), waiting, maxEntries: ctx.config.client.outboxMaxEntries });
   return EXIT.OK;
 }
 

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { AssertionError, assert } from '../../core/assert.js';
 import type { Clock } from '../../core/clock.js';
 import type { Failure } from '../../core/errors.js';
-import { GroupCommit } from '../../core/group-commit.js';
+import { GroupCommit, type GroupCommitObserver } from '../../core/group-commit.js';
 import { isReason } from '../../core/reasons.js';
 import type { AccountRef } from '../../core/transfer.js';
 import type { DurableState, LogRecord } from '../../coordinator/types.js';
@@ -74,6 +74,8 @@ export interface PostgresLogOptions {
   readonly leaseMs: number;
   readonly groupCommit: GroupCommitLimits;
   readonly clock: Clock;
+  /** Told of each group commit (the gateway's metrics). */
+  readonly groupCommitObserver?: GroupCommitObserver;
 }
 
 interface Queued {
@@ -119,7 +121,8 @@ export class PostgresTransferLog implements TransferLog {
 
   constructor(private readonly options: PostgresLogOptions) {
     this.pool = options.pool;
-    this.group = new GroupCommit((batch) => this.writeBatch(batch), logGroupCommitBounds(options.groupCommit), options.clock);
+    this.group = new GroupCommit((batch) => this.writeBatch(batch), logGroupCommitBounds(options.groupCommit), options.clock,
+      options.groupCommitObserver);
     const self = this;
     this.leases = {
       instanceId: options.instanceId,

@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import { AssertionError, assert } from '../../core/assert.js';
 import type { Clock } from '../../core/clock.js';
 import type { Failure } from '../../core/errors.js';
-import { GroupCommit, type GroupCommitBounds } from '../../core/group-commit.js';
+import { GroupCommit, type GroupCommitBounds, type GroupCommitObserver } from '../../core/group-commit.js';
 import { isReason } from '../../core/reasons.js';
 import type { AccountRef } from '../../core/transfer.js';
 import type { DurableState, LogRecord } from '../../coordinator/types.js';
@@ -93,6 +93,8 @@ export function logGroupCommitBounds(limits: GroupCommitLimits): GroupCommitBoun
 export interface WritableStoreOptions {
   readonly groupCommit: GroupCommitLimits;
   readonly clock: Clock;
+  /** Told of each group commit (the gateway's metrics). */
+  readonly groupCommitObserver?: GroupCommitObserver;
 }
 
 interface Queued {
@@ -162,7 +164,7 @@ export class SqliteTransferLog implements TransferLog {
       return batch.map((q) => (q.record.type === 'ack' && completed?.has(q.record.txId) ? undefined : this.apply(q.record, q.nowMs)));
     });
     this.group = readonly ? undefined : new GroupCommit<Queued, RecordRefused | undefined>(
-      (batch) => writeAll(batch), logGroupCommitBounds(options.groupCommit), options.clock);
+      (batch) => writeAll(batch), logGroupCommitBounds(options.groupCommit), options.clock, options.groupCommitObserver);
   }
 
   /**
