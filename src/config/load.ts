@@ -44,7 +44,8 @@ function collectKeys(value: unknown, out = new Set<string>()): string[] {
       collectKeys(v, out);
     }
   }
-  return [...out, 'host', 'port', 'dataDir', 'address'];
+  // Fields without a default (absent from the parsed defaults) that env variables may still set.
+  return [...out, 'host', 'port', 'dataDir', 'address', 'metricsPort'];
 }
 
 function assign(root: Record<string, Json>, dotted: string[], value: Json): void {

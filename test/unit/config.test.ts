@@ -49,6 +49,22 @@ describe('config', () => {
       .to.throw(ConfigError, /gateway\.maxReceiveMessageBytes/);
   });
 
+  it('metrics endpoints: off unless a port is set, on loopback by default; env and --set reach the ports', () => {
+    const off = loadConfig({ path: write({ banks: { BankA: { port: 1, dataDir: 'a' } } }), env: {} });
+    expect(off.gateway.metricsPort).to.equal(undefined);
+    expect(off.banks.BankA?.metricsPort).to.equal(undefined);
+    expect(off.metrics.host).to.equal('127.0.0.1');
+    const on = loadConfig({
+      path: write({ banks: { BankA: { port: 1, dataDir: 'a' } } }),
+      env: { PAYMENTS__GATEWAY__METRICSPORT: '9450', PAYMENTS__BANKS__BANKA__METRICSPORT: '0' },
+      sets: ['metrics.host=::1'],
+    });
+    expect(on.gateway.metricsPort).to.equal(9450);
+    expect(on.banks.BankA?.metricsPort).to.equal(0);
+    expect(on.metrics.host).to.equal('::1');
+    expect(() => loadConfig({ path: write({ gateway: { metricsPort: 70_000 } }), env: {} })).to.throw(ConfigError, /gateway\.metricsPort/);
+  });
+
   it('a node started with a bad config exits non-zero naming the field', () => {
     const file = write({ gateway: { port: 70000 } });
     const r = spawnSync(path.resolve('bin/gateway'), ['--config', file], { encoding: 'utf8', timeout: 30_000 });

@@ -108,6 +108,28 @@ describe('group commit (core mechanism, asynchronous writer)', () => {
     expect(flushed).to.equal(1);
   });
 
+  it('tells its observer of each shared write: its size when it starts, ok or failed when it ends (not the writes alone)', async () => {
+    const clock = new ManualClock();
+    const w = new HandWriter();
+    const seen: string[] = [];
+    const observer = { writeStarted: (items: number) => { seen.push(`start:${items}`); return (ok: boolean) => seen.push(ok ? 'ok' : 'failed'); } };
+    const g = new GroupCommit(w.write, { maxItems: 100, windowMs: 0, backgroundDelayMs: 50 }, clock, observer);
+    g.submit('a');
+    g.submit('b');
+    clock.advance(0);
+    expect(seen).to.deep.equal(['start:2']);
+    w.writes[0]!.finish();
+    await settle();
+    expect(seen).to.deep.equal(['start:2', 'ok']);
+    g.submit('bad');
+    clock.advance(0);
+    w.writes[1]!.finish();
+    await settle();
+    w.writes[2]!.finish();
+    await settle();
+    expect(seen).to.deep.equal(['start:2', 'ok', 'start:1', 'failed']);
+  });
+
   it('a background item waits for an urgent one to ride along, or for backgroundDelayMs', async () => {
     const clock = new ManualClock();
     const w = new HandWriter();
