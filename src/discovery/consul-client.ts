@@ -19,6 +19,33 @@ export function consulAddress(settings: Pick<ConsulSettings, 'host' | 'httpPort'
   return `${settings.host}:${settings.httpPort}`;
 }
 
+// Request options the library takes on every call (lib/utils.js `options`) that its type declarations
+// leave out: the HTTP deadline, a request context and, on reads, the blocking-query parameters. Declared
+// once here, so call sites pass them typed instead of cast.
+declare module 'consul/lib/consul.js' {
+  interface CommonOptions {
+    /** Deadline of the HTTP request, ms. */
+    timeout?: number;
+    /** Headers with the answer (`includeResponse`) and cancellation. */
+    ctx?: RequestContext;
+    /** Blocking query: answer once the X-Consul-Index moves past this one. */
+    index?: string;
+    /** Blocking query: the longest wait, e.g. "30s". */
+    wait?: string;
+  }
+}
+declare module 'consul/lib/kv.js' {
+  // The kv options do not extend CommonOptions in the declarations; the library reads the same keys.
+  interface GetOptions {
+    /** Deadline of the HTTP request, ms. */
+    timeout?: number;
+  }
+  interface SetOptions {
+    /** Deadline of the HTTP request, ms. */
+    timeout?: number;
+  }
+}
+
 /** A request context the library understands: `includeResponse` for headers, `cancel` to abort. */
 export class RequestContext extends EventEmitter {
   readonly includeResponse = true;
@@ -72,12 +99,15 @@ export async function passingInstances(
   const ctx = options.ctx ?? new RequestContext();
   const blocking = options.index !== undefined && options.waitSeconds !== undefined;
   const timeout = blocking ? options.waitSeconds! * 1000 * (17 / 16) + options.timeoutMs : options.timeoutMs;
-  const query: Record<string, unknown> = { service, passing: true, ctx, timeout };
-  if (blocking) {
-    query.index = options.index;
-    query.wait = `${options.waitSeconds}s`;
-  }
-  const [res, body] = (await consul.health.service(query as never)) as unknown as [
+  const query = {
+    service,
+    passing: true,
+    ctx,
+    timeout,
+    ...(blocking ? { index: options.index, wait: `${options.waitSeconds}s` } : {}),
+  };
+  // With ctx.includeResponse the library answers [response, body], which its types do not say.
+  const [res, body] = (await consul.health.service(query)) as unknown as [
     { headers: Record<string, string | undefined> },
     unknown,
   ];

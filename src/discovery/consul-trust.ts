@@ -68,12 +68,12 @@ function assertPublicJwks(jwks: JSONWebKeySet, where = 'jwks'): void {
 }
 
 async function put(consul: ConsulApi, key: string, value: string, timeoutMs: number): Promise<void> {
-  const done = await consul.kv.set({ key, value, timeout: timeoutMs } as never);
+  const done = await consul.kv.set({ key, value, timeout: timeoutMs });
   if (done !== true) throw new TrustMaterialError(`consul refused to write ${key}`);
 }
 
 async function get(consul: ConsulApi, key: string, timeoutMs: number): Promise<string | undefined> {
-  const item = await consul.kv.get({ key, timeout: timeoutMs } as never);
+  const item = await consul.kv.get({ key, timeout: timeoutMs });
   if (!item || typeof item !== 'object' || Array.isArray(item)) return undefined;
   const value = (item as { Value?: unknown }).Value;
   return typeof value === 'string' ? value : undefined;

@@ -96,7 +96,7 @@ function staticSetup(config: Config): DiscoverySetup {
 
 async function probeAgent(consul: ConsulApi, timeoutMs: number): Promise<{ ok: true } | { ok: false; error: string }> {
   try {
-    await consul.agent.self({ timeout: timeoutMs } as never);
+    await consul.agent.self({ timeout: timeoutMs });
     return { ok: true };
   } catch (err) {
     return { ok: false, error: consulErrorText(err) };

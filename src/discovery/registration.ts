@@ -83,7 +83,7 @@ export class ConsulRegistration implements Registrar {
     for (const ctx of this.pending) ctx.cancel();
     const id = this.specFor(this.port).id;
     try {
-      await this.consul.agent.service.deregister({ id, timeout: this.settings.requestTimeoutMs } as never);
+      await this.consul.agent.service.deregister({ id, timeout: this.settings.requestTimeoutMs });
       this.logger.info('deregistered from consul', { service: id });
     } catch (err) {
       this.logger.warn('could not deregister from consul', { service: id, error: consulErrorText(err) });
@@ -97,6 +97,7 @@ export class ConsulRegistration implements Registrar {
   private schedule(): void {
     if (this.stopped) return;
     this.timer = this.clock.setTimer(this.settings.registrationRefreshMs, () => {
+      // Fire-and-forget from the timer: ensureRegistered handles (logs) its own failures and never rejects.
       void this.ensureRegistered(false).finally(() => this.schedule());
     }, { background: true });
   }
@@ -109,7 +110,7 @@ export class ConsulRegistration implements Registrar {
     this.pending.add(ctx);
     try {
       if (!force) {
-        const [, services] = (await this.consul.agent.service.list({ ctx, timeout: this.settings.requestTimeoutMs } as never)) as unknown as [
+        const [, services] = (await this.consul.agent.service.list({ ctx, timeout: this.settings.requestTimeoutMs })) as unknown as [
           unknown,
           Record<string, unknown>,
         ];
@@ -136,7 +137,7 @@ export class ConsulRegistration implements Registrar {
         },
         ctx,
         timeout: this.settings.requestTimeoutMs,
-      } as never);
+      });
       if (this.unreachable) this.logger.info('consul reachable again', { consul: consulAddress(this.settings) });
       this.unreachable = false;
       this.logger.info(force ? 'registered with consul' : 're-registered with consul', {

@@ -2,12 +2,13 @@ import {
   createChannel,
   createClientFactory,
   Status,
+  type CallOptions,
   type Channel,
   type Client,
   type CompatServiceDefinition,
 } from 'nice-grpc';
-import { deadlineMiddleware } from 'nice-grpc-client-middleware-deadline';
-import { retryMiddleware } from 'nice-grpc-client-middleware-retry';
+import { deadlineMiddleware, type DeadlineOptions } from 'nice-grpc-client-middleware-deadline';
+import { retryMiddleware, type RetryOptions } from 'nice-grpc-client-middleware-retry';
 import { errorDetailsClientMiddleware } from 'nice-grpc-error-details';
 import type { Logger } from '../logging/logger.js';
 import { clientLoggingMiddleware } from '../middleware/client/logging.js';
@@ -26,13 +27,18 @@ export interface ClientCallLimits {
   readonly retryMaxDelayMs: number;
 }
 
+/** Options of a call through `client`, typed by the middlewares that read them (a misspelt key does not compile). */
+export type NodeCallOptions = CallOptions & RetryOptions & DeadlineOptions;
+/** Options of a call through `lean`: deadline only. */
+export type LeanCallOptions = CallOptions & DeadlineOptions;
+
 export interface NodeClient<D extends CompatServiceDefinition> {
-  readonly client: Client<D>;
+  readonly client: Client<D, RetryOptions & DeadlineOptions>;
   /**
    * The same channel without the logging and retry middlewares: for callers that bound, retry and
    * log their calls themselves (the gateway's batched 2PC calls). Pass `deadline` with every call.
    */
-  readonly lean: Client<D>;
+  readonly lean: Client<D, DeadlineOptions>;
   readonly channel: Channel;
   close(): void;
 }
@@ -54,16 +60,19 @@ export function createNodeClient<D extends CompatServiceDefinition>(
     .use(retryMiddleware)
     .use(deadlineMiddleware)
     .use(errorDetailsClientMiddleware)
-    .create(definition, channel, {
-      '*': {
-        deadline: limits.callTimeoutMs,
-        // The middleware counts retries, not attempts.
-        retryMaxAttempts: limits.retryMaxAttempts - 1,
-        retryBaseDelayMs: limits.retryBaseDelayMs,
-        retryMaxDelayMs: limits.retryMaxDelayMs,
-        retryableStatuses: [Status.UNAVAILABLE],
-      },
-    } as never);
+    .create(definition, channel, { '*': defaultCallOptions(limits) });
   const lean = createClientFactory().use(deadlineMiddleware).create(definition, channel);
   return { client, lean, channel, close: () => channel.close() };
+}
+
+/** The options every call through `client` starts from (a call site may override any of them). */
+function defaultCallOptions(limits: ClientCallLimits): NodeCallOptions {
+  return {
+    deadline: limits.callTimeoutMs,
+    // The middleware counts retries, not attempts.
+    retryMaxAttempts: limits.retryMaxAttempts - 1,
+    retryBaseDelayMs: limits.retryBaseDelayMs,
+    retryMaxDelayMs: limits.retryMaxDelayMs,
+    retryableStatuses: [Status.UNAVAILABLE],
+  };
 }

@@ -53,13 +53,13 @@ export class ConsulAgent {
     this.out = '';
     const child = spawn(this.binary, ['agent', '-dev', '-config-file', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
-    child.stdout!.on('data', (c: Buffer) => (this.out += c.toString()));
-    child.stderr!.on('data', (c: Buffer) => (this.out += c.toString()));
+    child.stdout.on('data', (c: Buffer) => (this.out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (this.out += c.toString()));
     const end = Date.now() + START_TIMEOUT_MS;
     for (;;) {
       if (!this.running) throw new Error(`consul exited at start:\n${this.out}`);
       try {
-        const leader = await this.client.status.leader({ timeout: 1000 } as never);
+        const leader = await this.client.status.leader({ timeout: 1000 });
         if (typeof leader === 'string' && leader.length > 0) return;
       } catch {
         // not up yet
@@ -101,7 +101,7 @@ export class ConsulAgent {
 
   /** Health checks of a service's instances (all states). */
   async checks(service: string): Promise<CheckInfo[]> {
-    const list = (await this.client.health.checks({ service, timeout: 2000 } as never)) as unknown as {
+    const list = (await this.client.health.checks({ service, timeout: 2000 })) as unknown as {
       ServiceID: string;
       Status: string;
       Output: string;
@@ -115,7 +115,7 @@ export class ConsulAgent {
 
   /** Service ids registered with the agent. */
   async serviceIds(): Promise<string[]> {
-    const list = (await this.client.agent.service.list({ timeout: 2000 } as never)) as Record<string, unknown>;
+    const list = (await this.client.agent.service.list({ timeout: 2000 })) as Record<string, unknown>;
     return Object.keys(list);
   }
 

@@ -133,7 +133,7 @@ for (const mode of ['single', 'cluster'] as const) {
           try {
             o = outcomeOf(await gw.createTransfer(
               { idempotencyKey: t.key, toBank: t.to.bank, toUsername: t.to.username, amountMinor: t.amountMinor, currency: 'EUR' },
-              { metadata: t.from.metadata!, deadline: 6000 } as never,
+              { metadata: t.from.metadata!, deadline: 6000 },
             ));
           } catch (err) {
             o = outcomeOf(undefined, err);
