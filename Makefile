@@ -6,11 +6,12 @@ CONFIG ?= config.json
 CERTS ?= certs
 RUN := data/run
 
-.PHONY: help install gen build lint typecheck certs seed gateway bank client demo up stop status test clean consul consul-install consul-stop chaos sim postgres postgres-stop cluster demo-cluster chaos-cluster
+.PHONY: help install gen build lint typecheck test-run certs seed gateway bank client demo up stop status test clean consul consul-install consul-stop chaos sim postgres postgres-stop cluster demo-cluster chaos-cluster
 
 help:
 	@echo "make demo              install, generate, certs, start 2 banks + gateway, show a transfer"
-	@echo "make test              install, generate, build, buf lint, tsc, all tests (what CI runs)"
+	@echo "make test              install, generate, build, buf lint, eslint, tsc, all tests (what CI runs)"
+	@echo "make lint              buf lint (protos) and npm run lint (ESLint, type-checked rules)"
 	@echo "make build             compile to dist/ (tsc; the client bundled by esbuild); bin/* run it"
 	@echo "make up / make stop    start / stop the demo system in the background"
 	@echo "make demo-cluster      PostgreSQL + 2 banks + 2 gateways; kill one gateway, the other finishes its work"
@@ -51,8 +52,11 @@ dist/.stamp: src/gen/.stamp tsconfig.json tsconfig.build.json scripts/bundle-cli
 
 build: dist/.stamp
 
-lint: install
+# buf lint (the protos) and ESLint with typescript-eslint's type-checked rules (the code; it reads the
+# generated types, hence gen).
+lint: gen
 	npx buf lint
+	npm run lint --silent
 
 typecheck: gen
 	npx tsc --noEmit
@@ -115,7 +119,11 @@ cluster: seed
 demo-cluster: cluster
 	scripts/demo-cluster.sh $(CONFIG)
 
-test: build lint typecheck
+test: lint test-run
+
+# Everything `make test` does but lint (.ci/run runs lint on its own, then this, so a lint failure
+# does not hide the test results).
+test-run: build typecheck
 	npm test --silent
 
 # Benchmarks (docs/benchmarks.md). Each launches its own system in a temp folder.

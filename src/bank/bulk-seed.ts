@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { assert } from '../core/assert.js';
@@ -108,7 +107,7 @@ export function bulkFillHistory(dataDir: string, bank: string, spec: BulkHistory
   const started = Date.now();
   const db = openBulk(dataDir);
   try {
-    const first = Number(db.prepare(`SELECT COUNT(*) FROM transactions WHERE id LIKE 'fill-%'`).pluck().get() as bigint);
+    const first = Number(db.prepare(`SELECT COUNT(*) FROM transactions WHERE id LIKE 'fill-%'`).pluck().get());
     const account = db.prepare('SELECT currency, balance_minor FROM accounts WHERE username = ?');
     const insertTx = db.prepare(`INSERT INTO transactions (id, state, created_at, updated_at) VALUES (?, 'committed', ?, ?)`);
     const insertLeg = db.prepare(

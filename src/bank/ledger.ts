@@ -110,7 +110,7 @@ function toHistory(r: Row): HistoryRow {
     counterpartyBank: r.counterparty_bank as string,
     counterpartyUsername: r.counterparty_username as string,
     balanceAfterMinor: r.balance_after_minor as bigint,
-    createdAtMs: Number(r.created_at as bigint),
+    createdAtMs: Number(r.created_at),
   };
 }
 
@@ -284,7 +284,7 @@ export class Ledger {
       assert(r !== undefined, `cannot apply ${leg.kind} leg of ${txId} to ${leg.username}: no account or no hold`);
       this.sql.insertHistory.run(
         leg.username, txId, leg.kind, leg.amountMinor, leg.currency, leg.counterpartyBank,
-        leg.counterpartyUsername, r.balance_minor as bigint, nowMs,
+        leg.counterpartyUsername, r.balance_minor, nowMs,
       );
     }
     this.sql.setTxState.run('committed', nowMs, txId);
@@ -349,7 +349,7 @@ export class Ledger {
     let balanceMinor = 0n;
     let heldMinor = 0n;
     for (const r of this.sql.totals.all() as Row[]) {
-      const t = { accounts: Number(r.accounts as bigint), balanceMinor: r.balance as bigint, heldMinor: r.held as bigint };
+      const t = { accounts: Number(r.accounts), balanceMinor: r.balance as bigint, heldMinor: r.held as bigint };
       byCurrency[r.currency as string] = t;
       accounts += t.accounts;
       balanceMinor += t.balanceMinor;

@@ -100,7 +100,7 @@ export function bankService(
   // Every 2PC operation, single or batched, goes through one group commit (one fsync per turn).
   const group = new LedgerGroupCommit(ledger, limits, clock, groupCommitObserver);
   const prepared = (leg: Leg, r: LedgerOpResult): Result<PrepareAction> => {
-    assert(typeof r === 'object', `prepare of ${leg.txId} answered ${String(r)}`);
+    assert(typeof r === 'object', `prepare of ${leg.txId} answered ${typeof r === 'string' ? r : 'a result'}`);
     // The leg (a debit's hold) is durable and the YES vote not yet sent.
     if (r.ok && r.value === 'insert') failpoint('bank.after_prepare_persisted', leg.kind);
     return r;

@@ -2,6 +2,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { LEDGER_FILE, Ledger } from '../bank/ledger.js';
 import { loadConfig } from '../config/load.js';
 import { findConsul, requireConsul } from '../discovery/consul-agent.js';
@@ -120,7 +121,7 @@ function startNode(bin: 'bank' | 'gateway', name: string, args: readonly string[
     : [process.execPath, [...nodeFlags, path.join(ROOT, 'dist', 'bin', `${bin}.js`), ...args]];
   const child = spawn(file, argv, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const out = fs.createWriteStream(logFile);
-  child.stderr!.pipe(out);
+  child.stderr.pipe(out);
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
   return new Promise((resolve, reject) => {
     let seen = '';
@@ -133,7 +134,7 @@ function startNode(bin: 'bank' | 'gateway', name: string, args: readonly string[
       reject(new Error(`${name} exited (${code ?? signal}) before it was ready (see ${logFile})`));
     };
     child.on('exit', onExit);
-    child.stdout!.on('data', (chunk: Buffer) => {
+    child.stdout.on('data', (chunk: Buffer) => {
       out.write(chunk);
       if (seen === '\u0000') return;
       seen += chunk.toString();
@@ -206,8 +207,7 @@ export async function launchSystem(o: BenchOptions, log: Log): Promise<BenchSyst
   const configPath = path.join(dir, 'config.json');
   const logsDir = path.join(dir, 'logs');
   fs.mkdirSync(logsDir, { recursive: true });
-  await new Promise<void>((resolve, reject) => execFile(path.join(ROOT, 'scripts/gen-certs.sh'), [certsDir, ...banks],
-    (err) => (err ? reject(err) : resolve())));
+  await promisify(execFile)(path.join(ROOT, 'scripts/gen-certs.sh'), [certsDir, ...banks]);
   let consul: BenchConsul | undefined;
   if (o.discovery === 'consul') {
     try {

@@ -43,6 +43,7 @@ process.on('message', (m: ToWorker) => {
     return;
   }
   const running = load!;
+  // Progress is best effort and send() never rejects: nothing to wait for.
   const timer = setInterval(() => void send({ type: 'progress', live: { ...running.live } }), PROGRESS_INTERVAL_MS);
   let elu = performance.eventLoopUtilization();
   setTimeout(() => { elu = performance.eventLoopUtilization(); }, Math.max(0, m.window.measureFromMs - Date.now()));

@@ -42,11 +42,11 @@ function startBackground(ctx: CliContext, say: (t: string) => void): Background 
     if (event.entry.id !== foreground) print(event);
   });
   const abort = new AbortController();
-  let failure: unknown;
+  let failure: { error: unknown } | undefined;
   const loop = worker.run({ untilEmpty: false, signal: abort.signal }).then(
     () => undefined,
-    (err: unknown) => {
-      failure = err;
+    (error: unknown) => {
+      failure = { error };
     },
   );
   return {
@@ -61,7 +61,7 @@ function startBackground(ctx: CliContext, say: (t: string) => void): Background 
       abort.abort();
       await loop;
       // A failure of the loop is a bug (expected outcomes are values): surface it.
-      if (failure) throw failure;
+      if (failure) throw failure.error;
     },
   };
 }

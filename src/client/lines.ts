@@ -20,7 +20,7 @@ export class LineReader {
   ) {
     // Echo of typed characters passes through here, so a secret can be read without showing it.
     const echo = new Writable({
-      write: (chunk, _enc, done) => {
+      write: (chunk: Buffer | string, _enc, done) => {
         if (!this.muted) output.write(chunk);
         done();
       },

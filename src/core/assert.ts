@@ -8,5 +8,5 @@ export function assert(condition: unknown, message: string): asserts condition {
 }
 
 export function unreachable(value: never, message = 'unreachable'): never {
-  throw new AssertionError(`${message}: ${JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}`);
+  throw new AssertionError(`${message}: ${JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`);
 }

@@ -132,6 +132,7 @@ export class GroupCommit<T, R> {
     if (this.writing) return; // picked up when the running write returns
     this.cancelTimers();
     const run = this.writeAll(this.drain());
+    // Nobody waits on a kicked write: a write failure reaches each item's waiter; a waiter's own throw (a bug) crashes.
     if (run instanceof Promise) void this.track(run);
   }
 
@@ -223,15 +224,15 @@ export class GroupCommit<T, R> {
     assert(results.length === batch.length, `group commit: ${results.length} results for ${batch.length} items`);
     // Every waiter hears about its item; one that throws (an assertion) must not keep the others
     // from it, and is rethrown afterwards.
-    let thrown: unknown;
+    let thrown: { error: unknown } | undefined;
     for (let i = 0; i < batch.length; i++) {
       try {
         batch[i]!.done?.(undefined, results[i]);
-      } catch (err) {
-        thrown ??= err;
+      } catch (error) {
+        thrown ??= { error };
       }
     }
-    if (thrown !== undefined) throw thrown;
+    if (thrown) throw thrown.error;
     this.notifyFlushed();
   }
 

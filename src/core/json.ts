@@ -1,4 +1,4 @@
 // JSON.stringify throws on bigint; every place that prints or stores JSON goes through these.
 export function toJson(value: unknown, space?: number): string {
-  return JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), space);
+  return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), space);
 }

@@ -4,7 +4,7 @@ import { ErrorInfo, RetryInfo, RichClientError } from 'nice-grpc-error-details';
 // Reads the one machine-readable reason (google.rpc.ErrorInfo) off a failed call.
 export function reasonOf(err: unknown): string | undefined {
   if (err instanceof RichClientError) {
-    for (const d of err.extra) if (d.$type === ErrorInfo.$type) return (d as ErrorInfo).reason;
+    for (const d of err.extra) if (d.$type === ErrorInfo.$type) return d.reason;
   }
   return undefined;
 }
@@ -14,7 +14,7 @@ export function retryDelayMsOf(err: unknown): number | undefined {
   if (err instanceof RichClientError) {
     for (const d of err.extra) {
       if (d.$type === RetryInfo.$type) {
-        const delay = (d as RetryInfo).retryDelay;
+        const delay = d.retryDelay;
         return delay === undefined ? undefined : delay.seconds * 1000 + Math.round(delay.nanos / 1_000_000);
       }
     }

@@ -17,7 +17,7 @@ export function guardDecode<D extends TsProtoServiceDefinition>(definition: D): 
       const decode = method.requestType.decode.bind(method.requestType);
       const requestType = {
         ...method.requestType,
-        decode: (input: Uint8Array) => {
+        decode: (input: Uint8Array): unknown => {
           try {
             return decode(input);
           } catch {
@@ -28,7 +28,7 @@ export function guardDecode<D extends TsProtoServiceDefinition>(definition: D): 
       return [key, { ...method, requestType }];
     }),
   );
-  return { ...definition, methods } as D;
+  return { ...definition, methods };
 }
 
 /** Refuses a request whose bytes did not decode (see guardDecode). */

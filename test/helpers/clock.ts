@@ -4,7 +4,7 @@ import type { WritableStoreOptions } from '../../src/gateway/store/sqlite.js';
 
 /** A clock that reads the time from `nowMs` (a test moves it) and schedules on real timers. */
 export function clockReading(nowMs: () => number): Clock {
-  return { nowMs, setTimer: systemClock.setTimer };
+  return { nowMs, setTimer: (ms, fn, options) => systemClock.setTimer(ms, fn, options) };
 }
 
 /** The config's defaults, for units built directly in tests. */

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { inspect } from 'node:util';
 import { Metadata } from 'nice-grpc';
 import { BankServiceDefinition } from '../../src/gen/bank/v1/bank.js';
 import { CoordinatorServiceDefinition } from '../../src/gen/coordinator/v1/coordinator.js';
@@ -133,7 +134,7 @@ export class Cluster {
    * still find each other (a bank dials the gateway for its in-doubt queries).
    */
   async reservePorts(): Promise<void> {
-    for (const b of Object.values(this.config.banks) as { port: number }[]) if (b.port === 0) b.port = await freePort();
+    for (const b of Object.values<{ port: number }>(this.config.banks)) if (b.port === 0) b.port = await freePort();
     if (this.config.gateway.port === 0) {
       this.config.gateway.port = await freePort();
       this.config.client.gatewayAddress = `localhost:${this.config.gateway.port}`;
@@ -286,7 +287,7 @@ export async function eventually(
     if (Date.now() > end) {
       const parts = [`${what} not met within ${timeoutMs} ms`];
       if (lastNote !== undefined) parts.push(`last seen: ${lastNote}`);
-      if (lastError !== undefined) parts.push(`last error: ${lastError instanceof Error ? lastError.message : String(lastError)}`);
+      if (lastError !== undefined) parts.push(`last error: ${lastError instanceof Error ? lastError.message : inspect(lastError)}`);
       throw new Error(parts.join('; '));
     }
     await new Promise((r) => setTimeout(r, EVENTUALLY_POLL_MS));

@@ -1,6 +1,7 @@
 import { ClientError, Status, type Metadata } from 'nice-grpc';
 import { Ledger } from '../../src/bank/ledger.js';
 import { ConfigSchema } from '../../src/config/schema.js';
+import type { EntryDirection } from '../../src/gen/bank/v1/bank.js';
 import { listUnfinished } from '../../src/gateway/admin.js';
 import { reasonOf } from '../../src/grpc/errors.js';
 import type { Cluster } from './cluster.js';
@@ -42,7 +43,7 @@ export function isRetryable(err: unknown): boolean {
 }
 
 /** The outcome a CreateTransfer answer reports, or undefined when it reports none (retryable). */
-export function outcomeOf(result: { transfer?: { transactionId: string } } | unknown, err?: unknown): Outcome | undefined {
+export function outcomeOf(result: unknown, err?: unknown): Outcome | undefined {
   if (err === undefined) {
     const id = (result as { transfer?: { transactionId: string } }).transfer?.transactionId;
     if (!id) throw new Error('CreateTransfer answered without a transfer');
@@ -50,6 +51,7 @@ export function outcomeOf(result: { transfer?: { transactionId: string } } | unk
   }
   if (isRetryable(err)) return undefined;
   const reason = reasonOf(err);
+  // eslint-disable-next-line @typescript-eslint/only-throw-error -- not a domain outcome: the call's own error, rethrown as it came
   if (!reason) throw err;
   return { kind: 'aborted', reason };
 }
@@ -70,7 +72,7 @@ export async function resolveOutcome(cluster: Cluster, t: TransferArgs, timeoutM
     try {
       const res = await gatewayOf(cluster).createTransfer(
         { idempotencyKey: t.key, toBank: t.toBank, toUsername: t.toUsername, amountMinor: t.amountMinor, currency: 'EUR' },
-        { metadata: t.metadata, deadline: 8000 } as never,
+        { metadata: t.metadata, deadline: 8000 },
       );
       return outcomeOf(res) as Outcome;
     } catch (err) {
@@ -111,9 +113,9 @@ export async function leftovers(cluster: Cluster): Promise<string[]> {
 }
 
 /** History entries of one account for one transaction id, read from the bank with the gateway's cert. */
-export async function historyFor(cluster: Cluster, bank: string, username: string): Promise<{ txId: string; direction: number; amountMinor: bigint }[]> {
+export async function historyFor(cluster: Cluster, bank: string, username: string): Promise<{ txId: string; direction: EntryDirection; amountMinor: bigint }[]> {
   const client = bankOf(cluster, bank);
-  const out: { txId: string; direction: number; amountMinor: bigint }[] = [];
+  const out: { txId: string; direction: EntryDirection; amountMinor: bigint }[] = [];
   let pageToken = '';
   for (let i = 0; i < 10_000; i++) {
     const page = await client.listTransactions({ username, pageSize: 100, pageToken });

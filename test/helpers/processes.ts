@@ -35,7 +35,7 @@ export function startNode(bin: 'bank' | 'gateway', name: string, args: string[],
       reject(new Error(`${name} did not become ready in ${READY_TIMEOUT_MS} ms:\n${out}`));
     }, READY_TIMEOUT_MS);
     let buffered = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
+    child.stdout.on('data', (chunk: Buffer) => {
       const text = chunk.toString();
       out += text;
       buffered += text;
@@ -49,7 +49,7 @@ export function startNode(bin: 'bank' | 'gateway', name: string, args: string[],
         resolve({ name, port: ready.port, metricsPort: ready.metricsPort, child, output: () => out, exited });
       }
     });
-    child.stderr!.on('data', (chunk: Buffer) => {
+    child.stderr.on('data', (chunk: Buffer) => {
       out += chunk.toString();
     });
     child.on('exit', (code, signal) => {

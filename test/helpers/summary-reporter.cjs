@@ -10,6 +10,9 @@ class SummaryReporter extends Mocha.reporters.Spec {
       // Registered after Spec's own listener, so this follows the epilogue. Synchronous: with
       // --exit mocha ends the process right after this event.
       const skipped = s.pending ? `, ${s.pending} skipped` : '';
+      // Checks .ci/run ran before the tests and that failed (e.g. "lint"): said right above the counts.
+      const failedChecks = process.env.PAYMENTS_CI_FAILED_CHECKS;
+      if (failedChecks) process.stdout.write(`\nFAILED before the tests: ${failedChecks} (see its output above); CI fails\n`);
       process.stdout.write(`\n${s.passes || 0} passed, ${s.failures || 0} failed${skipped}\n`);
     });
   }

@@ -4,6 +4,7 @@ import net from 'node:net';
 import { ClientError, Status, type Metadata } from 'nice-grpc';
 import { FAILPOINTS_ENV } from '../../src/failpoints/index.js';
 import { Decision } from '../../src/gen/coordinator/v1/coordinator.js';
+import { TransferStatus } from '../../src/gen/payments/v1/gateway.js';
 import { reasonOf } from '../../src/grpc/errors.js';
 import { bearer, Cluster, eventually } from '../helpers/cluster.js';
 import { nodeLog } from '../helpers/logs.js';
@@ -72,7 +73,7 @@ describe('several gateways over PostgreSQL', function () {
     expect(atG2.account?.username).to.equal('alice');
     const key = randomUUID();
     const first = await pay('g1', key, 1250n, alice.metadata);
-    expect(first.transfer?.status).to.equal(2); // COMMITTED
+    expect(first.transfer?.status).to.equal(TransferStatus.TRANSFER_STATUS_COMMITTED);
     const replay = await pay('g2', key, 1250n, alice.metadata);
     expect(replay.transfer?.transactionId).to.equal(first.transfer?.transactionId);
     const got = await cluster.instanceClient('g2').getTransfer({ idempotencyKey: key }, { metadata: alice.metadata });
@@ -129,7 +130,7 @@ describe('several gateways over PostgreSQL', function () {
       await eventually(async (note) => {
         try {
           const res = await pay('g2', key, 300n, alice.metadata);
-          outcome = res.transfer?.status === 2 ? 'committed' : `status ${res.transfer?.status}`;
+          outcome = res.transfer?.status === TransferStatus.TRANSFER_STATUS_COMMITTED ? 'committed' : `status ${res.transfer?.status}`;
         } catch (err) {
           note(`${reasonOf(err)}`);
           if (reasonOf(err) === 'TRANSACTION_ABORTED' || reasonOf(err) === 'PREPARE_TIMEOUT') outcome = 'aborted';

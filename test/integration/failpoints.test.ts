@@ -32,7 +32,8 @@ interface Scenario {
   point: string;
   /** 'rich': alice pays bob 12.34 (commits); 'poor': erin pays bob more than she has (aborts). */
   payer: 'rich' | 'poor';
-  expected: 'committed' | string;
+  /** 'committed' or the abort reason. */
+  expected: string;
 }
 
 const SCENARIOS: Scenario[] = [

@@ -48,7 +48,7 @@ describe('security: certificate roles, login throttling, bounded input', functio
 
   function client<D extends CompatServiceDefinition>(definition: D, port: number, identity: string) {
     const c = createNodeClient(definition, `localhost:${port}`, loadTls(certs, identity), silentLogger(), CALL_LIMITS);
-    clients.push(c as unknown as NodeClient<CompatServiceDefinition>);
+    clients.push(c);
     return c.client;
   }
 

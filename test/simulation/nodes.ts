@@ -116,7 +116,7 @@ export class BankNode implements Incarnation {
   start(): void {
     this.up = true;
     const clock = this.time.clockOf(this);
-    this.ledger = Ledger.open(this.dataDir, clock.nowMs);
+    this.ledger = Ledger.open(this.dataDir, () => clock.nowMs());
     this.service = bankService(this.ledger, this.limits, clock);
     new InDoubtResolver(this.ledger, this.decisions, this.limits, quietLogger, clock, rng(this.seed * 104729 + this.epoch)).start();
   }

@@ -125,4 +125,5 @@ async function main(): Promise<void> {
   }
 }
 
+// A rejection is left to Node: it prints the stack and exits non-zero, as a broken run should.
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) void main();

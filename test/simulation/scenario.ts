@@ -273,6 +273,7 @@ class World implements Observer {
         this.crashes++;
         this.time.note(`CRASH ${node.name}`);
         node.crash();
+        // A scheduled event cannot wait; restart() records its own failure as a bug and never rejects.
         this.time.at(between(this.random, 0, 1500), undefined, `restart? ${node.name}`, () => void this.restart(node));
       });
     }

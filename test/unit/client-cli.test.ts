@@ -203,7 +203,7 @@ describe('client CLI (bin/client against an in-test gateway)', function () {
     const wrong = await cli(['transfer', 'BankB', 'bob', '150']);
     expect(wrong.code).to.equal(1);
     expect(wrong.stderr).to.match(/\(CURRENCY_MISMATCH\)/);
-    expect((fake.callsOf('CreateTransfer')[0]!.request as { amountMinor: bigint; currency: string })).to.deep.include({ amountMinor: 150n, currency: 'JPY' });
+    expect(fake.callsOf('CreateTransfer')[0]!.request).to.deep.include({ amountMinor: 150n, currency: 'JPY' });
   });
 
   it('queues a transfer (exit 5) when the gateway is down, and queue run sends it once later', async () => {

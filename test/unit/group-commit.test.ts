@@ -62,7 +62,7 @@ describe('group commit', () => {
       store.enqueue({ type: 'decision', txId: newId(), decision: 'commit', awaiting: ['BankA'] }, 1, (err) => {
         results.bad = err instanceof AssertionError ? 'failed' : 'ok';
       });
-      store.flush();
+      await store.flush();
       expect(results).to.deep.equal({ good: 'ok', bad: 'failed' });
       expect(store.findById(good.id)?.state).to.equal('preparing');
       store.close();

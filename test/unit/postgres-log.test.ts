@@ -69,7 +69,7 @@ describe('PostgreSQL transfer log (two gateway instances, one real server)', fun
     const txs = [tx(), tx(), tx()];
     const seen: string[] = [];
     const durable = txs.map((t) => new Promise<void>((resolve) => {
-      log.enqueue({ type: 'begin', tx: t }, Date.now(), async (err) => {
+      log.enqueue({ type: 'begin', tx: t }, Date.now(), (err) => {
         expect(err).to.equal(undefined);
         seen.push(t.id);
         resolve();

@@ -231,7 +231,7 @@ describe('properties: coordinator step against a reference model', () => {
       // A holds-nothing vote (NO, or a prepare that never left) for every leg at a bank settles it too.
       const holdsNothing = (kind: LegKind) => s[kind].vote === 'no' || s[kind].vote === 'unknown-unsent';
       const settled = (b: string) => acked.has(b) || (want === 'abort' && legsOf(tx).filter((l) => l.bank === b).every((l) => holdsNothing(l.kind)));
-      expect(phase.kind === 'committed' || phase.kind === 'aborted', `final after acks from ${[...acked]}`).to.equal(order.every(settled));
+      expect(phase.kind === 'committed' || phase.kind === 'aborted', `final after acks from ${[...acked].join(',')}`).to.equal(order.every(settled));
       if (phase.kind === 'committed' || phase.kind === 'aborted') expect(phase.kind).to.equal(want === 'commit' ? 'committed' : 'aborted');
       // At most one reply, and it tells the decision.
       const replies = effects.filter((e) => e.type === 'reply');

@@ -123,11 +123,10 @@ export class PostgresTransferLog implements TransferLog {
     this.pool = options.pool;
     this.group = new GroupCommit((batch) => this.writeBatch(batch), logGroupCommitBounds(options.groupCommit), options.clock,
       options.groupCommitObserver);
-    const self = this;
     this.leases = {
       instanceId: options.instanceId,
-      renew: () => self.renew(),
-      takeOverExpired: (limit) => self.takeOverExpired(limit),
+      renew: () => this.renew(),
+      takeOverExpired: (limit) => this.takeOverExpired(limit),
     };
   }
 

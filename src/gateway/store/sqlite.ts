@@ -173,6 +173,7 @@ export class SqliteTransferLog implements TransferLog {
    * before any prepare is sent.
    */
   append(record: LogRecord, nowMs: number): RecordRefused | undefined {
+    // SQLite writes synchronously: what was queued is written when flush() returns (nothing to await).
     void this.flush();
     return this.applyInTx(record, nowMs);
   }
@@ -298,6 +299,7 @@ export class SqliteTransferLog implements TransferLog {
   close(): void {
     if (!this.db.open) return;
     try {
+      // Synchronous (SQLite): done when it returns, before the database closes.
       void this.flush();
     } finally {
       this.db.close();
@@ -337,7 +339,7 @@ function expectOne(changes: number, record: LogRecord): void {
 function parseAwaiting(text: string): string[] {
   const v: unknown = JSON.parse(text);
   assert(Array.isArray(v) && v.every((b) => typeof b === 'string'), `store: bad awaiting_banks ${text}`);
-  return v as string[];
+  return v;
 }
 
 function toStored(row: Row): StoredTransfer {
