@@ -28,9 +28,7 @@ export interface ClientCallLimits {
 }
 
 /** Options of a call through `client`, typed by the middlewares that read them (a misspelt key does not compile). */
-export type NodeCallOptions = CallOptions & RetryOptions & DeadlineOptions;
-/** Options of a call through `lean`: deadline only. */
-export type LeanCallOptions = CallOptions & DeadlineOptions;
+type NodeCallOptions = CallOptions & RetryOptions & DeadlineOptions;
 
 export interface NodeClient<D extends CompatServiceDefinition> {
   readonly client: Client<D, RetryOptions & DeadlineOptions>;
