@@ -8,13 +8,13 @@ export class BankMetrics extends NodeMetrics {
 
   constructor(name: string) {
     super(name);
-    const self = this;
+    const inDoubt = () => this.inDoubtSource?.() ?? 0;
     new Gauge({
       name: 'payments_bank_in_doubt_legs',
       help: 'Legs prepared at this bank and not yet committed or aborted (read from the ledger at each scrape).',
       registers: [this.registry],
       collect() {
-        this.set(self.inDoubtSource?.() ?? 0);
+        this.set(inDoubt());
       },
     });
   }

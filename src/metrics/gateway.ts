@@ -39,13 +39,13 @@ export class GatewayMetrics extends NodeMetrics implements TransferObserver, Log
       buckets,
       registers,
     });
-    const self = this;
+    const unfinished = () => this.unfinishedSource?.() ?? 0;
     new Gauge({
       name: 'payments_transfers_unfinished',
       help: 'Transfers this gateway is driving now (waiting for their answer or still in phase 2).',
       registers,
       collect() {
-        this.set(self.unfinishedSource?.() ?? 0);
+        this.set(unfinished());
       },
     });
     this.loginFailures = new Counter({
