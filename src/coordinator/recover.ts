@@ -5,6 +5,7 @@ import { banksOf, type DurableTx, type Effect, type LogRecord, type Phase } from
 
 // Recovery after a restart, pure like `step`: from the durable rows to the phases to resume and
 // the effects that resume them. Nobody waits for a reply any more, so recovered phases never reply.
+// A presumed-abort decision is written like a live one: its Aborts follow on `persisted` (step).
 
 /** The failure recorded when the gateway restarted before deciding (presumed abort). */
 export const PRESUMED_ABORT: Failure = {
@@ -40,20 +41,22 @@ function recoverOne(row: DurableTx): { phase: Phase; effects: Effect[] } {
       // Presumed abort: no decision on disk means abort. Any bank may hold a prepared leg (or get a
       // late prepare), so every bank gets an Abort.
       const effects: Effect[] = [
-        { type: 'persist', record: { type: 'decision', txId: tx.id, decision: 'abort', failure: PRESUMED_ABORT, awaiting: banks } },
-        ...banks.map((bank): Effect => ({ type: 'send', rpc: 'abort', bank })),
+        { type: 'persist', record: { type: 'decision', txId: tx.id, decision: 'abort', failure: PRESUMED_ABORT, awaiting: banks }, awaited: true },
       ];
-      return { phase: { kind: 'aborting', tx, failure: PRESUMED_ABORT, votes: new Map(), awaiting: new Set(banks) }, effects };
+      return {
+        phase: { kind: 'aborting', tx, failure: PRESUMED_ABORT, durable: false, replied: true, votes: new Map(), awaiting: new Set(banks) },
+        effects,
+      };
     }
     case 'committing': {
       if (row.awaiting.length === 0) {
         return {
           phase: { kind: 'committed', tx },
-          effects: [{ type: 'persist', record: { type: 'completed', txId: tx.id, outcome: { kind: 'committed' } } }],
+          effects: [{ type: 'persist', record: { type: 'completed', txId: tx.id, outcome: { kind: 'committed' } }, awaited: false }],
         };
       }
       return {
-        phase: { kind: 'committing', tx, awaiting: new Set(row.awaiting), replyAtMs: 0, replied: true },
+        phase: { kind: 'committing', tx, durable: true, awaiting: new Set(row.awaiting), replyAtMs: 0, replied: true },
         effects: row.awaiting.map((bank) => ({ type: 'send', rpc: 'commit', bank })),
       };
     }
@@ -63,11 +66,11 @@ function recoverOne(row: DurableTx): { phase: Phase; effects: Effect[] } {
       if (row.awaiting.length === 0) {
         return {
           phase: { kind: 'aborted', tx, failure },
-          effects: [{ type: 'persist', record: { type: 'completed', txId: tx.id, outcome: { kind: 'aborted', failure } } }],
+          effects: [{ type: 'persist', record: { type: 'completed', txId: tx.id, outcome: { kind: 'aborted', failure } }, awaited: false }],
         };
       }
       return {
-        phase: { kind: 'aborting', tx, failure, votes: new Map(), awaiting: new Set(row.awaiting) },
+        phase: { kind: 'aborting', tx, failure, durable: true, replied: true, votes: new Map(), awaiting: new Set(row.awaiting) },
         effects: row.awaiting.map((bank) => ({ type: 'send', rpc: 'abort', bank })),
       };
     }

@@ -1,5 +1,6 @@
 import { AssertionError, assert, unreachable } from '../core/assert.js';
 import type { Failure } from '../core/errors.js';
+import { testBugs } from '../core/test-bugs.js';
 import {
   banksOf,
   legsOf,
@@ -9,6 +10,7 @@ import {
   type LegKind,
   type LegVote,
   type Limits,
+  type Outcome,
   type Phase,
   type PhaseKind,
   type StepResult,
@@ -18,6 +20,12 @@ import {
 // The 2PC coordinator as a pure transition function: (phase, event) -> (next phase, effects).
 // It never performs I/O; the driver persists, sends and replies as the effects say, in order.
 // Impossible (phase, event) pairs are bugs and throw; duplicate or late messages are ignored.
+//
+// Durable before send is a rule of this function, not of the driver: a step that writes the begin
+// or the decision record emits only the (awaited) persist; the prepares, the Commits/Aborts and
+// the reply are emitted by the step of the `persisted` event that the driver delivers once the
+// log reports that record durable (etcd raft's async storage writes). Ack and completed records
+// are not awaited, so they add no latency.
 
 type Preparing = Extract<Phase, { kind: 'preparing' }>;
 type Committing = Extract<Phase, { kind: 'committing' }>;
@@ -48,23 +56,55 @@ export function step(phase: Phase | undefined, event: Event, limits: Limits): St
 
 /** When the driver must deliver the next `tick`, or undefined when no deadline is pending. */
 export function nextDeadlineMs(phase: Phase): number | undefined {
-  if (phase.kind === 'preparing') return phase.deadlineAtMs;
-  if (phase.kind === 'committing' && !phase.replied) return phase.replyAtMs;
+  // Before its record is durable a phase waits for `persisted`, not for time.
+  if (phase.kind === 'preparing' && phase.begun) return phase.deadlineAtMs;
+  if (phase.kind === 'committing' && phase.durable && !phase.replied) return phase.replyAtMs;
   return undefined;
+}
+
+/**
+ * What a caller still waiting may be told now without any further step (the driver stopping, or
+ * its run taken over): the decision once it is durable; undefined while undecided or while the
+ * decision is still being written.
+ */
+export function durableOutcome(phase: Phase): Outcome | undefined {
+  switch (phase.kind) {
+    case 'preparing':
+      return undefined;
+    case 'committing':
+      return phase.durable ? { kind: 'committed' } : undefined;
+    case 'aborting':
+      return phase.durable ? { kind: 'aborted', failure: phase.failure } : undefined;
+    case 'committed':
+      return { kind: 'committed' };
+    case 'aborted':
+      return { kind: 'aborted', failure: phase.failure };
+    default:
+      return unreachable(phase, 'unknown phase');
+  }
 }
 
 function begin(tx: Tx, nowMs: number, limits: Limits): StepResult {
   assert(tx.amountMinor > 0n, `transaction ${tx.id}: amount must be positive`);
   assert(tx.from.bank !== tx.to.bank || tx.from.username !== tx.to.username, `transaction ${tx.id}: same account`);
-  const phase: Preparing = { kind: 'preparing', tx, votes: new Map(), deadlineAtMs: nowMs + limits.prepareTimeoutMs };
-  // The begin record (with the idempotency key) is durable before any prepare leaves.
-  const effects: Effect[] = [{ type: 'persist', record: { type: 'begin', tx } }];
-  for (const leg of legsOf(tx)) effects.push({ type: 'send', rpc: 'prepare', leg });
-  return { phase, effects };
+  const phase: Preparing = { kind: 'preparing', tx, begun: false, votes: new Map(), deadlineAtMs: nowMs + limits.prepareTimeoutMs };
+  // The begin record (with the idempotency key) is durable before any prepare leaves: the
+  // prepares go out on its `persisted`.
+  return { phase, effects: [{ type: 'persist', record: { type: 'begin', tx }, awaited: true }] };
 }
 
 function onPreparing(phase: Preparing, event: Exclude<Event, { type: 'begin' }>, limits: Limits): StepResult {
+  if (!phase.begun) {
+    // Nothing has left yet: only the begin record's durability moves the transfer on.
+    if (event.type === 'tick') return unchanged(phase);
+    assert(event.type === 'persisted' && event.record === 'begin',
+      `transaction ${phase.tx.id}: ${event.type} before its begin record is durable`);
+    const effects: Effect[] = legsOf(phase.tx).map((leg) => ({ type: 'send', rpc: 'prepare', leg }));
+    return { phase: { ...phase, begun: true }, effects };
+  }
   switch (event.type) {
+    case 'persisted':
+      throw new AssertionError(`transaction ${phase.tx.id}: ${event.record} persisted again while preparing`);
     case 'vote':
     case 'vote_unknown': {
       const vote = legVoteOf(event);
@@ -122,17 +162,44 @@ function abortTargets(tx: Tx, votes: ReadonlyMap<LegKind, LegVote>): BankId[] {
 
 function decideCommit(tx: Tx, nowMs: number, limits: Limits): StepResult {
   const awaiting = banksOf(tx);
+  const record = { type: 'decision', txId: tx.id, decision: 'commit', awaiting } as const;
   const phase: Committing = {
     kind: 'committing',
     tx,
+    durable: false,
     awaiting: new Set(awaiting),
     replyAtMs: nowMs + limits.replyAckWaitMs,
     replied: false,
   };
-  // Persist the decision first: no Commit may leave before it is durable.
-  const effects: Effect[] = [{ type: 'persist', record: { type: 'decision', txId: tx.id, decision: 'commit', awaiting } }];
-  for (const bank of awaiting) effects.push({ type: 'send', rpc: 'commit', bank });
-  return { phase, effects };
+  if (testBugs.commitBeforeDecisionDurable) {
+    // The broken variant (simulator only): Commits leave with the decision not yet on disk.
+    const effects: Effect[] = [{ type: 'persist', record, awaited: false }];
+    for (const bank of awaiting) effects.push({ type: 'send', rpc: 'commit', bank });
+    return { phase: { ...phase, durable: true }, effects };
+  }
+  // No Commit may leave before the decision is durable: they go out on its `persisted`.
+  return { phase, effects: [{ type: 'persist', record, awaited: true }] };
+}
+
+/** The decision is durable: phase 2 starts (and an abort is answered, no money moved). */
+function decisionDurable(phase: Committing | Aborting): StepResult {
+  const { tx } = phase;
+  assert(!phase.durable, `transaction ${tx.id}: decision persisted twice`);
+  if (phase.kind === 'committing') {
+    const effects: Effect[] = [...phase.awaiting].map((bank) => ({ type: 'send', rpc: 'commit', bank }));
+    return { phase: { ...phase, durable: true }, effects };
+  }
+  const reply: Effect[] = phase.replied ? [] : [{ type: 'reply', outcome: { kind: 'aborted', failure: phase.failure } }];
+  if (phase.awaiting.size === 0) {
+    // Late answers settled every bank while the decision was being written.
+    const outcome = { kind: 'aborted', failure: phase.failure } as const;
+    return {
+      phase: { kind: 'aborted', tx, failure: phase.failure },
+      effects: [{ type: 'persist', record: { type: 'completed', txId: tx.id, outcome }, awaited: false }, ...reply],
+    };
+  }
+  const effects: Effect[] = [...phase.awaiting].map((bank) => ({ type: 'send', rpc: 'abort', bank }));
+  return { phase: { ...phase, durable: true, replied: true }, effects: [...effects, ...reply] };
 }
 
 function decideAbort(phase: Preparing, failure: Failure): StepResult {
@@ -140,13 +207,11 @@ function decideAbort(phase: Preparing, failure: Failure): StepResult {
   const awaiting = abortTargets(tx, votes);
   // The first non-yes vote decides, so the other leg is yes or unanswered: its bank is a target.
   assert(awaiting.length > 0, `transaction ${tx.id}: abort decided with no bank to tell`);
-  const effects: Effect[] = [
-    { type: 'persist', record: { type: 'decision', txId: tx.id, decision: 'abort', failure, awaiting } },
-  ];
-  for (const bank of awaiting) effects.push({ type: 'send', rpc: 'abort', bank });
-  // No money moves on abort, so the caller can have the answer now.
-  effects.push({ type: 'reply', outcome: { kind: 'aborted', failure } });
-  return { phase: { kind: 'aborting', tx, failure, votes, awaiting: new Set(awaiting) }, effects };
+  // Aborts and the answer (no money moves on abort) go out on the decision's `persisted`.
+  return {
+    phase: { kind: 'aborting', tx, failure, durable: false, replied: false, votes, awaiting: new Set(awaiting) },
+    effects: [{ type: 'persist', record: { type: 'decision', txId: tx.id, decision: 'abort', failure, awaiting }, awaited: true }],
+  };
 }
 
 /** `bank` needs no more phase-2 calls: record it, or complete when it was the last one. */
@@ -155,20 +220,23 @@ function settle(phase: Committing | Aborting, bank: BankId): StepResult {
   if (!phase.awaiting.has(bank)) return unchanged(phase);
   const awaiting = new Set(phase.awaiting);
   awaiting.delete(bank);
-  if (awaiting.size > 0) {
+  // While the decision is still being written the transfer cannot complete: its reply and the
+  // completion wait for `persisted` (only late votes settle a bank then, never an ack).
+  if (awaiting.size > 0 || !phase.durable) {
     return {
       phase: { ...phase, awaiting },
-      effects: [{ type: 'persist', record: { type: 'ack', txId: tx.id, bank } }],
+      effects: [{ type: 'persist', record: { type: 'ack', txId: tx.id, bank }, awaited: false }],
     };
   }
   if (phase.kind === 'aborting') {
     const outcome = { kind: 'aborted', failure: phase.failure } as const;
     return {
       phase: { kind: 'aborted', tx, failure: phase.failure },
-      effects: [{ type: 'persist', record: { type: 'completed', txId: tx.id, outcome } }],
+      effects: [{ type: 'persist', record: { type: 'completed', txId: tx.id, outcome }, awaited: false }],
     };
   }
-  const effects: Effect[] = [{ type: 'persist', record: { type: 'completed', txId: tx.id, outcome: { kind: 'committed' } } }];
+  // The decision is durable, so the answer need not wait for the completed record.
+  const effects: Effect[] = [{ type: 'persist', record: { type: 'completed', txId: tx.id, outcome: { kind: 'committed' } }, awaited: false }];
   if (!phase.replied) effects.push({ type: 'reply', outcome: { kind: 'committed' } });
   return { phase: { kind: 'committed', tx }, effects };
 }
@@ -187,12 +255,16 @@ function onCommitting(phase: Committing, event: Exclude<Event, { type: 'begin' }
       return unchanged(phase);
     case 'vote_unknown':
       throw new AssertionError(`transaction ${tx.id}: ${event.leg} leg reported unknown after voting yes`);
+    case 'persisted':
+      assert(event.record === 'decision', `transaction ${tx.id}: ${event.record} persisted while committing`);
+      return decisionDurable(phase);
     case 'tick':
-      if (phase.replied || event.nowMs < phase.replyAtMs) return unchanged(phase);
+      if (!phase.durable || phase.replied || event.nowMs < phase.replyAtMs) return unchanged(phase);
       // A bank is slow to acknowledge; the decision is final, so the caller gets COMMITTED now.
       return { phase: { ...phase, replied: true }, effects: [{ type: 'reply', outcome: { kind: 'committed' } }] };
     case 'ack':
       assertAckFits(tx, event, 'commit', phase.kind);
+      assert(phase.durable, `transaction ${tx.id}: commit ack from ${event.bank} before the decision is durable`);
       return settle(phase, event.bank);
     default:
       return unreachable(event, 'unknown event');
@@ -218,10 +290,16 @@ function onAborting(phase: Aborting, event: Exclude<Event, { type: 'begin' }>): 
       if (abortTargets(tx, votes).includes(bank)) return unchanged(next);
       return settle(next, bank);
     }
+    case 'persisted':
+      // A prepare deadline cannot pass before the begin record is durable (no tick is due then),
+      // so only the decision can be reported here.
+      assert(event.record === 'decision', `transaction ${tx.id}: ${event.record} persisted while aborting`);
+      return decisionDurable(phase);
     case 'tick':
       return unchanged(phase);
     case 'ack':
       assertAckFits(tx, event, 'abort', phase.kind);
+      assert(phase.durable, `transaction ${tx.id}: abort ack from ${event.bank} before the decision is durable`);
       return settle(phase, event.bank);
     default:
       return unreachable(event, 'unknown event');
@@ -240,6 +318,8 @@ function onFinal(phase: Extract<Phase, { kind: 'committed' | 'aborted' }>, event
       return unchanged(phase);
     case 'tick':
       return unchanged(phase);
+    case 'persisted':
+      throw new AssertionError(`transaction ${tx.id}: ${event.record} persisted while ${phase.kind}`);
     case 'ack':
       // A duplicate acknowledgement.
       assertAckFits(tx, event, phase.kind === 'committed' ? 'commit' : 'abort', phase.kind);

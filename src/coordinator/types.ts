@@ -40,12 +40,16 @@ export type Phase =
   | {
       readonly kind: 'preparing';
       readonly tx: Tx;
+      /** The begin record is durable and the prepares have left (before: only `persisted` moves it on). */
+      readonly begun: boolean;
       readonly votes: ReadonlyMap<LegKind, LegVote>;
       readonly deadlineAtMs: number;
     }
   | {
       readonly kind: 'committing';
       readonly tx: Tx;
+      /** The decision is durable and the Commits have left; before, nobody may be told COMMITTED. */
+      readonly durable: boolean;
       /** Banks whose Commit is not acknowledged yet. */
       readonly awaiting: ReadonlySet<BankId>;
       /** When to answer COMMITTED even if some bank has not acknowledged (the decision is final). */
@@ -56,6 +60,10 @@ export type Phase =
       readonly kind: 'aborting';
       readonly tx: Tx;
       readonly failure: Failure;
+      /** The decision is durable and the Aborts have left. */
+      readonly durable: boolean;
+      /** The caller was answered, or nobody waits (a recovered transfer). */
+      readonly replied: boolean;
       /** Votes known so far (empty after recovery): a late NO or unsent leg holds nothing. */
       readonly votes: ReadonlyMap<LegKind, LegVote>;
       /** Banks whose Abort is not acknowledged yet and that may hold something. */
@@ -83,9 +91,14 @@ export type Event =
       readonly nowMs: number;
     }
   | { readonly type: 'ack'; readonly bank: BankId; readonly rpc: 'commit' | 'abort' }
-  | { readonly type: 'tick'; readonly nowMs: number };
+  | { readonly type: 'tick'; readonly nowMs: number }
+  /**
+   * A record persisted with `awaited: true` is durable (raft's async storage writes: the write's
+   * completion comes back as a message). What had to wait for it (sends, the reply) follows now.
+   */
+  | { readonly type: 'persisted'; readonly record: AwaitedRecordType };
 
-/** Durable records. The driver writes each one (fsync) before performing any later effect. */
+/** Durable records, written in the order of the persist effects (group commits keep that order). */
 export type LogRecord =
   | { readonly type: 'begin'; readonly tx: Tx }
   | {
@@ -105,8 +118,17 @@ export type LogRecord =
   | { readonly type: 'ack'; readonly txId: string; readonly bank: BankId }
   | { readonly type: 'completed'; readonly txId: string; readonly outcome: Outcome };
 
+/** The records the coordinator waits for: nothing is sent after them until they are durable. */
+export type AwaitedRecordType = Extract<LogRecord['type'], 'begin' | 'decision'>;
+
 export type Effect =
-  | { readonly type: 'persist'; readonly record: LogRecord }
+  /**
+   * Queue the record for the log's next group commit. `awaited`: the coordinator waits for it, so
+   * the log writes it at once (urgent) and the driver steps `persisted` when it is durable. Not
+   * awaited: nobody waits; it rides along with the next group commit (losing it in a crash only
+   * makes recovery repeat an idempotent Commit/Abort).
+   */
+  | { readonly type: 'persist'; readonly record: LogRecord; readonly awaited: boolean }
   | { readonly type: 'send'; readonly rpc: 'prepare'; readonly leg: Leg }
   | { readonly type: 'send'; readonly rpc: 'commit' | 'abort'; readonly bank: BankId }
   | { readonly type: 'reply'; readonly outcome: Outcome };

@@ -5,8 +5,8 @@ import { backoffMs, sleep, type Clock, type Timer } from '../core/clock.js';
 import { AppError, type Failure } from '../core/errors.js';
 import type { Random } from '../core/random.js';
 import { isReason } from '../core/reasons.js';
-import { testBugs } from '../core/test-bugs.js';
 import {
+  durableOutcome,
   isFinal,
   nextDeadlineMs,
   step,
@@ -30,12 +30,12 @@ import { RecordRefused, type TransferLogWriter } from './store/transfer-log.js';
 // Each transfer is a Run: its current phase, a queue of events, one tick timer and an
 // AbortController that cancels its outstanding calls and retry sleeps.
 //
-// Persist, then send: effects run strictly in list order, and at a persist of a begin or decision
-// record the run stops until the store's group commit holding that record is on disk (many
-// transfers' records share one transaction and one fsync); only then do the effects after it run.
-// The ack and completed records are not waited for (they are written in the next group commit):
-// losing them in a crash only makes recovery repeat a Commit/Abort, which the banks answer
-// idempotently; every reply they precede is already implied by the durable decision.
+// Persist, then send, is the coordinator's rule, not the driver's: effects run in list order and
+// nothing here waits. A persist effect queues its record for the store's next group commit (many
+// transfers' records share one transaction and one fsync); an `awaited` one goes in urgently, and
+// once it is durable the driver steps a `persisted` event, whose effects are the sends (and the
+// reply) that had to wait for it (etcd raft's async storage writes). The other records ride along
+// with the next group commit and nobody waits for them.
 //
 // Bank calls are coalesced per bank (BankBatches: PrepareBatch / CommitBatch / AbortBatch per
 // event-loop turn) and go over the lean client: the driver bounds, retries and logs them itself.
@@ -95,8 +95,6 @@ interface Run {
   readonly todo: Effect[];
   readonly queue: Event[];
   busy: boolean;
-  /** A begin or decision record is being written: nothing after it may happen yet. */
-  waitingForDisk: boolean;
   done: boolean;
   timer: Timer | undefined;
   readonly abort: AbortController;
@@ -116,9 +114,6 @@ const PERSISTED_FAILPOINT: Readonly<Record<LogRecord['type'], FailpointName | un
   ack: undefined,
   completed: undefined,
 };
-
-/** Records whose durability the following effects wait for; the others are written in the background. */
-const FORCED: Readonly<Record<LogRecord['type'], boolean>> = { begin: true, decision: true, ack: false, completed: false };
 
 /** Phase-2 failures are logged at warn on the first attempt and then every this many attempts. */
 const PHASE2_WARN_EVERY_ATTEMPTS = 10;
@@ -148,15 +143,14 @@ export class TransferDriver {
 
   /**
    * Starts driving a transfer from `phase` by performing `effects` (the result of a `begin` step or
-   * of recovery). A leading persist effect is queued for the store's next group commit; what
-   * follows it runs once it is durable.
+   * of recovery).
    */
   run(phase: Phase, effects: readonly Effect[], reply?: ReplyHandlers): void {
     assert(!this.stopped, 'transfer driver is stopped');
     const txId = phase.tx.id;
     assert(!this.runs.has(txId), `transaction ${txId} is already being driven`);
     const run: Run = {
-      phase, todo: [...effects], queue: [], busy: false, waitingForDisk: false, done: false, timer: undefined,
+      phase, todo: [...effects], queue: [], busy: false, done: false, timer: undefined,
       abort: new AbortController(), reply,
     };
     this.runs.set(txId, run);
@@ -171,14 +165,14 @@ export class TransferDriver {
 
   /**
    * Stops every run: cancels calls, retry sleeps and timers. Unfinished transfers stay in the
-   * store and are resumed by recovery. A caller still waiting is answered now: COMMITTED when the
-   * commit is decided (that is final), else SHUTTING_DOWN.
+   * store and are resumed by recovery. A caller still waiting is answered now: with the decision
+   * when it is durable (that is final), else SHUTTING_DOWN.
    */
   stop(): void {
     this.stopped = true;
     for (const run of [...this.runs.values()]) {
-      // Committing with the decision still being written is not final yet: SHUTTING_DOWN then.
-      if (run.reply && run.phase.kind === 'committing' && !run.waitingForDisk) this.reply(run, { kind: 'committed' });
+      const outcome = durableOutcome(run.phase);
+      if (outcome) this.reply(run, outcome);
       this.finish(run, new AppError('SHUTTING_DOWN', 'the gateway is shutting down; retry with the same idempotency key'));
     }
   }
@@ -186,17 +180,16 @@ export class TransferDriver {
   private deliver(run: Run, event: Event): void {
     if (run.done) return;
     run.queue.push(event);
-    // Events raised while effects are being performed (or a record is being written) wait their
-    // turn: one step at a time.
+    // Events raised while effects are being performed wait their turn: one step at a time.
     this.drain(run);
   }
 
-  /** Performs pending effects, then steps queued events, until done or waiting for the disk. */
+  /** Performs pending effects, then steps queued events, until done or out of events. */
   private drain(run: Run): void {
     if (run.busy) return;
     run.busy = true;
     try {
-      while (!run.done && !run.waitingForDisk) {
+      while (!run.done) {
         const effect = run.todo.shift();
         if (effect) {
           this.perform(run, effect);
@@ -214,7 +207,7 @@ export class TransferDriver {
       return;
     }
     run.busy = false;
-    if (run.done || run.waitingForDisk) return;
+    if (run.done) return;
     if (isFinal(run.phase)) {
       this.observePhase2Done(run);
       this.finish(run);
@@ -224,7 +217,7 @@ export class TransferDriver {
   private perform(run: Run, effect: Effect): void {
     switch (effect.type) {
       case 'persist':
-        this.persist(run, effect.record);
+        this.persist(run, effect.record, effect.awaited);
         break;
       case 'send':
         if (effect.rpc === 'prepare') this.sendPrepare(run, effect.leg);
@@ -236,33 +229,28 @@ export class TransferDriver {
     }
   }
 
-  private persist(run: Run, record: LogRecord): void {
+  /**
+   * Queues the record; the store may call back at once (a full batch) or after its group commit.
+   * An awaited record comes back to the coordinator as a `persisted` event.
+   */
+  private persist(run: Run, record: LogRecord, awaited: boolean): void {
     const nowMs = this.clock.nowMs();
     if (record.type === 'decision') run.decidingAtMs = nowMs;
-    if (!FORCED[record.type] || (record.type === 'decision' && record.decision === 'commit' && testBugs.commitBeforeDecisionDurable)) {
-      this.options.log.enqueue(record, nowMs, (err) => {
-        if (err instanceof RecordRefused) this.refused(run, record, err);
-        else if (err) this.options.logger.error('could not record phase-2 progress; recovery will repeat phase 2', { record: record.type, transactionId: run.phase.tx.id, error: err.message });
-      }, false);
-      return;
-    }
-    run.waitingForDisk = true;
-    // The store may call back at once (a full batch) or at the end of this turn.
-    this.options.log.enqueue(record, nowMs, (err) => this.persisted(run, record, err));
+    this.options.log.enqueue(record, nowMs, (err) => {
+      if (err instanceof RecordRefused) this.refused(run, err);
+      else if (awaited) this.persisted(run, record, err);
+      else if (err) this.options.logger.error('could not record phase-2 progress; recovery will repeat phase 2', { record: record.type, transactionId: run.phase.tx.id, error: err.message });
+    }, awaited);
   }
 
-  /** A forced record is on disk (or failed): the effects after it may run now. */
+  /** An awaited record is on disk (or failed): the coordinator steps what waited for it. */
   private persisted(run: Run, record: LogRecord, err: Error | undefined): void {
-    run.waitingForDisk = false;
     if (run.done) return;
-    if (err instanceof RecordRefused) {
-      this.refused(run, record, err);
-      return;
-    }
     if (err) {
       this.failRun(run, err);
       return;
     }
+    assert(record.type === 'begin' || record.type === 'decision', `${record.type} record awaited`);
     const point = PERSISTED_FAILPOINT[record.type];
     if (point) failpoint(point);
     if (record.type === 'begin') run.preparingSinceMs = this.clock.nowMs();
@@ -270,7 +258,7 @@ export class TransferDriver {
       this.audit(run, record);
       this.observeDecided(run, record);
     }
-    this.drain(run);
+    this.deliver(run, { type: 'persisted', record: record.type });
   }
 
   /** One line per transfer decision (file only: the console is not written on the hot path). */
@@ -476,15 +464,15 @@ export class TransferDriver {
    * written. The caller hears the refusal itself for a taken key (the engine then waits for the
    * other transfer), and TRANSFER_IN_PROGRESS when fenced (the new owner finishes it).
    */
-  private refused(run: Run, record: LogRecord, refusal: RecordRefused): void {
+  private refused(run: Run, refusal: RecordRefused): void {
     if (run.done) return;
     if (refusal.kind === 'key_taken') {
       this.finish(run, refusal);
       return;
     }
-    // A refused ack or completion comes after this gateway's own durable commit decision: final.
-    const decidedHere = record.type === 'ack' || record.type === 'completed';
-    if (run.reply && decidedHere && run.phase.kind === 'committing') this.reply(run, { kind: 'committed' });
+    // A refused ack or completion comes after this gateway's own durable decision: that is final.
+    const outcome = durableOutcome(run.phase);
+    if (outcome) this.reply(run, outcome);
     this.options.logger.warn('transfer taken over by another gateway; this one stops driving it', {
       transactionId: run.phase.tx.id, phase: run.phase.kind, why: refusal.message,
     });

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import {
   PRESUMED_ABORT,
+  durableOutcome,
   nextDeadlineMs,
   recover,
   replayRecords,
@@ -16,9 +17,11 @@ import {
 } from '../../src/coordinator/index.js';
 import { AssertionError } from '../../src/core/assert.js';
 import { isReason } from '../../src/core/reasons.js';
+import { resetTestBugs, testBugs } from '../../src/core/test-bugs.js';
 
 // Event scripts in the style of etcd raft's testdata: each command line is an event, and the
-// `>` lines after it are the expected phase and then the effects, in order. `crash` rebuilds the
+// `>` lines after it are the expected phase and then the effects, in order. `persisted begin` /
+// `persisted decision` is the log reporting an awaited record durable. `crash` rebuilds the
 // durable rows from every record persisted so far and prints what recovery does with them.
 
 const limits: Limits = { prepareTimeoutMs: 5000, replyAckWaitMs: 2000 };
@@ -38,12 +41,12 @@ function renderPhase(p: Phase): string {
   switch (p.kind) {
     case 'preparing': {
       const votes = [...p.votes].map(([leg, v]) => `${leg}:${v.vote}`).join(',');
-      return `preparing votes=${votes} deadline=${p.deadlineAtMs}`;
+      return `preparing votes=${votes} deadline=${p.deadlineAtMs}${p.begun ? '' : ' begin-not-durable'}`;
     }
     case 'committing':
-      return `committing awaiting=${[...p.awaiting].join(',')} replyAt=${p.replyAtMs} replied=${p.replied}`;
+      return `committing awaiting=${[...p.awaiting].join(',')} replyAt=${p.replyAtMs} replied=${p.replied}${p.durable ? '' : ' decision-not-durable'}`;
     case 'aborting':
-      return `aborting ${p.failure.reason} awaiting=${[...p.awaiting].join(',')}`;
+      return `aborting ${p.failure.reason} awaiting=${[...p.awaiting].join(',')}${p.durable ? '' : ' decision-not-durable'}`;
     case 'committed':
       return 'committed';
     case 'aborted':
@@ -67,7 +70,7 @@ function renderRecord(r: LogRecord): string {
 }
 
 function renderEffect(e: Effect): string {
-  if (e.type === 'persist') return `persist ${renderRecord(e.record)}`;
+  if (e.type === 'persist') return `persist ${renderRecord(e.record)}${e.awaited ? ' (awaited)' : ''}`;
   if (e.type === 'reply') return e.outcome.kind === 'committed' ? 'reply committed' : `reply aborted ${e.outcome.failure.reason}`;
   if (e.rpc === 'prepare') return `send prepare ${e.leg.kind}@${e.leg.bank}`;
   return `send ${e.rpc} ${e.bank}`;
@@ -95,6 +98,9 @@ function parseEvent(line: string, tx: Tx): Event {
       return { type: 'ack', bank: a as string, rpc: b as 'commit' | 'abort' };
     case 'tick':
       return { type: 'tick', nowMs: arg('now') };
+    case 'persisted':
+      if (a !== 'begin' && a !== 'decision') throw new Error(`script: bad record in "${line}"`);
+      return { type: 'persisted', record: a };
     default:
       throw new Error(`script: unknown command "${line}"`);
   }
@@ -150,8 +156,10 @@ describe('coordinator step (event scripts)', () => {
   it('cross-bank, all yes: decision persisted, commits sent, reply after the last ack', () => {
     check(`
       begin now=1000
+      > preparing votes= deadline=6000 begin-not-durable
+      > persist begin (awaited)
+      persisted begin
       > preparing votes= deadline=6000
-      > persist begin
       > send prepare debit@BankA
       > send prepare credit@BankB
       vote debit yes now=1100
@@ -159,8 +167,10 @@ describe('coordinator step (event scripts)', () => {
       vote debit yes now=1150
       > preparing votes=debit:yes deadline=6000
       vote credit yes now=1200
+      > committing awaiting=BankA,BankB replyAt=3200 replied=false decision-not-durable
+      > persist decision commit awaiting=BankA,BankB (awaited)
+      persisted decision
       > committing awaiting=BankA,BankB replyAt=3200 replied=false
-      > persist decision commit awaiting=BankA,BankB
       > send commit BankA
       > send commit BankB
       ack BankA commit
@@ -185,15 +195,19 @@ describe('coordinator step (event scripts)', () => {
   it('same-bank, all yes: both legs prepared at one bank, one Commit', () => {
     check(`
       begin now=1000
+      > preparing votes= deadline=6000 begin-not-durable
+      > persist begin (awaited)
+      persisted begin
       > preparing votes= deadline=6000
-      > persist begin
       > send prepare debit@BankA
       > send prepare credit@BankA
       vote credit yes now=1010
       > preparing votes=credit:yes deadline=6000
       vote debit yes now=1020
+      > committing awaiting=BankA replyAt=3020 replied=false decision-not-durable
+      > persist decision commit awaiting=BankA (awaited)
+      persisted decision
       > committing awaiting=BankA replyAt=3020 replied=false
-      > persist decision commit awaiting=BankA
       > send commit BankA
       ack BankA commit
       > committed
@@ -205,15 +219,19 @@ describe('coordinator step (event scripts)', () => {
   it('a slow bank: COMMITTED is answered at the reply deadline, phase 2 goes on', () => {
     check(`
       begin now=1000
+      > preparing votes= deadline=6000 begin-not-durable
+      > persist begin (awaited)
+      persisted begin
       > preparing votes= deadline=6000
-      > persist begin
       > send prepare debit@BankA
       > send prepare credit@BankB
       vote debit yes now=1100
       > preparing votes=debit:yes deadline=6000
       vote credit yes now=1200
+      > committing awaiting=BankA,BankB replyAt=3200 replied=false decision-not-durable
+      > persist decision commit awaiting=BankA,BankB (awaited)
+      persisted decision
       > committing awaiting=BankA,BankB replyAt=3200 replied=false
-      > persist decision commit awaiting=BankA,BankB
       > send commit BankA
       > send commit BankB
       ack BankA commit
@@ -235,15 +253,19 @@ describe('coordinator step (event scripts)', () => {
   it('one NO: abort with the bank reason, Abort to the bank holding the other leg', () => {
     check(`
       begin now=1000
+      > preparing votes= deadline=6000 begin-not-durable
+      > persist begin (awaited)
+      persisted begin
       > preparing votes= deadline=6000
-      > persist begin
       > send prepare debit@BankA
       > send prepare credit@BankB
       vote debit yes now=1100
       > preparing votes=debit:yes deadline=6000
       vote credit no ACCOUNT_NOT_FOUND now=1200
+      > aborting ACCOUNT_NOT_FOUND awaiting=BankA decision-not-durable
+      > persist decision abort ACCOUNT_NOT_FOUND awaiting=BankA (awaited)
+      persisted decision
       > aborting ACCOUNT_NOT_FOUND awaiting=BankA
-      > persist decision abort ACCOUNT_NOT_FOUND awaiting=BankA
       > send abort BankA
       > reply aborted ACCOUNT_NOT_FOUND
       vote credit no ACCOUNT_NOT_FOUND now=1250
@@ -259,13 +281,17 @@ describe('coordinator step (event scripts)', () => {
   it('NO first: the unanswered leg gets an Abort; a late yes keeps it, a late NO settles it', () => {
     check(`
       begin now=1000
+      > preparing votes= deadline=6000 begin-not-durable
+      > persist begin (awaited)
+      persisted begin
       > preparing votes= deadline=6000
-      > persist begin
       > send prepare debit@BankA
       > send prepare credit@BankB
       vote debit no INSUFFICIENT_FUNDS now=1100
+      > aborting INSUFFICIENT_FUNDS awaiting=BankB decision-not-durable
+      > persist decision abort INSUFFICIENT_FUNDS awaiting=BankB (awaited)
+      persisted decision
       > aborting INSUFFICIENT_FUNDS awaiting=BankB
-      > persist decision abort INSUFFICIENT_FUNDS awaiting=BankB
       > send abort BankB
       > reply aborted INSUFFICIENT_FUNDS
       vote credit yes now=1200
@@ -276,13 +302,17 @@ describe('coordinator step (event scripts)', () => {
     `);
     check(`
       begin now=1000
+      > preparing votes= deadline=6000 begin-not-durable
+      > persist begin (awaited)
+      persisted begin
       > preparing votes= deadline=6000
-      > persist begin
       > send prepare debit@BankA
       > send prepare credit@BankB
       vote debit no CURRENCY_MISMATCH now=1100
+      > aborting CURRENCY_MISMATCH awaiting=BankB decision-not-durable
+      > persist decision abort CURRENCY_MISMATCH awaiting=BankB (awaited)
+      persisted decision
       > aborting CURRENCY_MISMATCH awaiting=BankB
-      > persist decision abort CURRENCY_MISMATCH awaiting=BankB
       > send abort BankB
       > reply aborted CURRENCY_MISMATCH
       vote credit no ACCOUNT_NOT_FOUND now=1200
@@ -294,8 +324,10 @@ describe('coordinator step (event scripts)', () => {
   it('prepare timeout via tick: abort PREPARE_TIMEOUT, Abort to every bank that may hold', () => {
     check(`
       begin now=1000
+      > preparing votes= deadline=6000 begin-not-durable
+      > persist begin (awaited)
+      persisted begin
       > preparing votes= deadline=6000
-      > persist begin
       > send prepare debit@BankA
       > send prepare credit@BankB
       vote debit yes now=1100
@@ -303,8 +335,10 @@ describe('coordinator step (event scripts)', () => {
       tick now=5999
       > preparing votes=debit:yes deadline=6000
       tick now=6000
+      > aborting PREPARE_TIMEOUT awaiting=BankA,BankB decision-not-durable
+      > persist decision abort PREPARE_TIMEOUT awaiting=BankA,BankB (awaited)
+      persisted decision
       > aborting PREPARE_TIMEOUT awaiting=BankA,BankB
-      > persist decision abort PREPARE_TIMEOUT awaiting=BankA,BankB
       > send abort BankA
       > send abort BankB
       > reply aborted PREPARE_TIMEOUT
@@ -324,13 +358,17 @@ describe('coordinator step (event scripts)', () => {
     // The prepare never left (no address): that bank gets no Abort; the other leg's bank does.
     check(`
       begin now=1000
+      > preparing votes= deadline=6000 begin-not-durable
+      > persist begin (awaited)
+      persisted begin
       > preparing votes= deadline=6000
-      > persist begin
       > send prepare debit@BankA
       > send prepare credit@BankB
       unknown credit BANK_UNAVAILABLE unsent now=1001
+      > aborting BANK_UNAVAILABLE awaiting=BankA decision-not-durable
+      > persist decision abort BANK_UNAVAILABLE awaiting=BankA (awaited)
+      persisted decision
       > aborting BANK_UNAVAILABLE awaiting=BankA
-      > persist decision abort BANK_UNAVAILABLE awaiting=BankA
       > send abort BankA
       > reply aborted BANK_UNAVAILABLE
       ack BankA abort
@@ -342,13 +380,17 @@ describe('coordinator step (event scripts)', () => {
     // A call that failed after leaving may still be prepared: that bank gets an Abort too.
     check(`
       begin now=1000
+      > preparing votes= deadline=6000 begin-not-durable
+      > persist begin (awaited)
+      persisted begin
       > preparing votes= deadline=6000
-      > persist begin
       > send prepare debit@BankA
       > send prepare credit@BankB
       unknown debit BANK_UNAVAILABLE sent now=1001
+      > aborting BANK_UNAVAILABLE awaiting=BankA,BankB decision-not-durable
+      > persist decision abort BANK_UNAVAILABLE awaiting=BankA,BankB (awaited)
+      persisted decision
       > aborting BANK_UNAVAILABLE awaiting=BankA,BankB
-      > persist decision abort BANK_UNAVAILABLE awaiting=BankA,BankB
       > send abort BankA
       > send abort BankB
       > reply aborted BANK_UNAVAILABLE
@@ -363,8 +405,10 @@ describe('coordinator step (event scripts)', () => {
       ack BankA commit
       > assertion
       begin now=1000
+      > preparing votes= deadline=6000 begin-not-durable
+      > persist begin (awaited)
+      persisted begin
       > preparing votes= deadline=6000
-      > persist begin
       > send prepare debit@BankA
       > send prepare credit@BankB
       ack BankA commit
@@ -376,8 +420,10 @@ describe('coordinator step (event scripts)', () => {
       vote debit no INSUFFICIENT_FUNDS now=1101
       > assertion
       vote credit yes now=1200
+      > committing awaiting=BankA,BankB replyAt=3200 replied=false decision-not-durable
+      > persist decision commit awaiting=BankA,BankB (awaited)
+      persisted decision
       > committing awaiting=BankA,BankB replyAt=3200 replied=false
-      > persist decision commit awaiting=BankA,BankB
       > send commit BankA
       > send commit BankB
       ack BankA abort
@@ -389,32 +435,194 @@ describe('coordinator step (event scripts)', () => {
     `);
   });
 
-  it('the decision is persisted before the first commit or abort send', () => {
+  it('sends and replies only in the step of their record\'s persisted event; other records are not awaited', () => {
     const scripts: Event[][] = [
-      [{ type: 'vote', leg: 'debit', vote: 'yes', nowMs: 1 }, { type: 'vote', leg: 'credit', vote: 'yes', nowMs: 2 }],
-      [{ type: 'vote', leg: 'debit', vote: 'no', failure: { reason: 'INSUFFICIENT_FUNDS', message: 'x' }, nowMs: 1 }],
-      [{ type: 'tick', nowMs: 1_000_000 }],
+      [{ type: 'vote', leg: 'debit', vote: 'yes', nowMs: 1 }, { type: 'vote', leg: 'credit', vote: 'yes', nowMs: 2 },
+        { type: 'ack', bank: 'BankA', rpc: 'commit' }, { type: 'ack', bank: 'BankB', rpc: 'commit' }],
+      [{ type: 'vote', leg: 'debit', vote: 'no', failure: { reason: 'INSUFFICIENT_FUNDS', message: 'x' }, nowMs: 1 },
+        { type: 'ack', bank: 'BankB', rpc: 'abort' }],
+      [{ type: 'tick', nowMs: 1_000_000 }, { type: 'ack', bank: 'BankA', rpc: 'abort' }, { type: 'ack', bank: 'BankB', rpc: 'abort' }],
     ];
     for (const events of scripts) {
-      let { phase } = step(undefined, { type: 'begin', tx: crossBank, nowMs: 0 }, limits);
-      const all: Effect[] = [];
-      for (const e of events) {
-        const r = step(phase, e, limits);
+      // Each step's results, with the persisted events (an instant disk) stepped right after.
+      const results: { event: Event; effects: readonly Effect[] }[] = [];
+      let phase: Phase | undefined;
+      const feed = (event: Event) => {
+        const r = step(phase, event, limits);
         phase = r.phase;
-        all.push(...r.effects);
+        results.push({ event, effects: r.effects });
+        for (const e of r.effects) {
+          if (e.type === 'persist' && e.awaited) feed({ type: 'persisted', record: e.record.type as 'begin' | 'decision' });
+        }
+      };
+      feed({ type: 'begin', tx: crossBank, nowMs: 0 });
+      for (const e of events) feed(e);
+      expect(phase).to.have.property('kind').that.is.oneOf(['committed', 'aborted']);
+      for (const { event, effects } of results) {
+        const waited = effects.filter((e) => e.type === 'send' || (e.type === 'reply' && e.outcome.kind === 'aborted'));
+        if (waited.length === 0) continue;
+        const firstSend = waited[0]!;
+        const record = firstSend.type === 'send' && firstSend.rpc === 'prepare' ? 'begin' : 'decision';
+        expect(event, `${JSON.stringify(waited)} after`).to.deep.equal({ type: 'persisted', record });
       }
-      const firstPhase2 = all.findIndex((e) => e.type === 'send' && e.rpc !== 'prepare');
-      const decision = all.findIndex((e) => e.type === 'persist' && e.record.type === 'decision');
-      expect(firstPhase2).to.be.greaterThan(-1);
-      expect(decision).to.be.greaterThan(-1).and.lessThan(firstPhase2);
+      const awaited = results.flatMap((r) => r.effects.flatMap((e) => (e.type === 'persist' && e.awaited ? [e.record.type] : [])));
+      expect(awaited).to.deep.equal(['begin', 'decision']);
+    }
+  });
+
+  it('before its begin record is durable nothing but persisted moves a transfer; no tick is due', () => {
+    check(`
+      begin now=1000
+      > preparing votes= deadline=6000 begin-not-durable
+      > persist begin (awaited)
+      tick now=7000
+      > preparing votes= deadline=6000 begin-not-durable
+      vote debit yes now=1100
+      > assertion
+      persisted decision
+      > assertion
+      persisted begin
+      > preparing votes= deadline=6000
+      > send prepare debit@BankA
+      > send prepare credit@BankB
+      persisted begin
+      > assertion
+    `);
+    const r = step(undefined, { type: 'begin', tx: crossBank, nowMs: 0 }, limits);
+    expect(nextDeadlineMs(r.phase)).to.equal(undefined);
+  });
+
+  it('while the decision is being written: no Commit, no reply at the deadline, acks are assertions', () => {
+    check(`
+      begin now=1000
+      > preparing votes= deadline=6000 begin-not-durable
+      > persist begin (awaited)
+      persisted begin
+      > preparing votes= deadline=6000
+      > send prepare debit@BankA
+      > send prepare credit@BankB
+      vote debit yes now=1100
+      > preparing votes=debit:yes deadline=6000
+      vote credit yes now=1200
+      > committing awaiting=BankA,BankB replyAt=3200 replied=false decision-not-durable
+      > persist decision commit awaiting=BankA,BankB (awaited)
+      tick now=3300
+      > committing awaiting=BankA,BankB replyAt=3200 replied=false decision-not-durable
+      ack BankA commit
+      > assertion
+      vote credit yes now=1300
+      > committing awaiting=BankA,BankB replyAt=3200 replied=false decision-not-durable
+      persisted decision
+      > committing awaiting=BankA,BankB replyAt=3200 replied=false
+      > send commit BankA
+      > send commit BankB
+      # the reply deadline passed while the decision was being written: the next tick answers
+      tick now=3400
+      > committing awaiting=BankA,BankB replyAt=3200 replied=true
+      > reply committed
+      persisted decision
+      > assertion
+    `);
+  });
+
+  it('late answers while the abort decision is being written settle their bank; the answer waits for the decision', () => {
+    check(`
+      begin now=1000
+      > preparing votes= deadline=6000 begin-not-durable
+      > persist begin (awaited)
+      persisted begin
+      > preparing votes= deadline=6000
+      > send prepare debit@BankA
+      > send prepare credit@BankB
+      vote debit no INSUFFICIENT_FUNDS now=1100
+      > aborting INSUFFICIENT_FUNDS awaiting=BankB decision-not-durable
+      > persist decision abort INSUFFICIENT_FUNDS awaiting=BankB (awaited)
+      vote credit no ACCOUNT_NOT_FOUND now=1200
+      > aborting INSUFFICIENT_FUNDS awaiting= decision-not-durable
+      > persist ack BankB
+      persisted decision
+      > aborted INSUFFICIENT_FUNDS
+      > persist completed aborted INSUFFICIENT_FUNDS
+      > reply aborted INSUFFICIENT_FUNDS
+    `);
+    check(`
+      begin now=1000
+      > preparing votes= deadline=6000 begin-not-durable
+      > persist begin (awaited)
+      persisted begin
+      > preparing votes= deadline=6000
+      > send prepare debit@BankA
+      > send prepare credit@BankB
+      unknown debit BANK_UNAVAILABLE sent now=1001
+      > aborting BANK_UNAVAILABLE awaiting=BankA,BankB decision-not-durable
+      > persist decision abort BANK_UNAVAILABLE awaiting=BankA,BankB (awaited)
+      unknown credit BANK_UNAVAILABLE unsent now=1002
+      > aborting BANK_UNAVAILABLE awaiting=BankA decision-not-durable
+      > persist ack BankB
+      ack BankA abort
+      > assertion
+      persisted decision
+      > aborting BANK_UNAVAILABLE awaiting=BankA
+      > send abort BankA
+      > reply aborted BANK_UNAVAILABLE
+    `);
+  });
+
+  it('durableOutcome: the decision once durable, nothing before', () => {
+    const seen: (string | undefined)[] = [];
+    const note = (p: Phase) => {
+      const o = durableOutcome(p);
+      seen.push(o && (o.kind === 'committed' ? o.kind : `${o.kind} ${o.failure.reason}`));
+    };
+    let r = step(undefined, { type: 'begin', tx: crossBank, nowMs: 0 }, limits);
+    note(r.phase);
+    r = step(r.phase, { type: 'persisted', record: 'begin' }, limits);
+    r = step(r.phase, { type: 'vote', leg: 'debit', vote: 'yes', nowMs: 10 }, limits);
+    r = step(r.phase, { type: 'vote', leg: 'credit', vote: 'yes', nowMs: 20 }, limits);
+    note(r.phase);
+    r = step(r.phase, { type: 'persisted', record: 'decision' }, limits);
+    note(r.phase);
+    r = step(undefined, { type: 'begin', tx: crossBank, nowMs: 0 }, limits);
+    r = step(r.phase, { type: 'persisted', record: 'begin' }, limits);
+    r = step(r.phase, { type: 'tick', nowMs: 9000 }, limits);
+    note(r.phase);
+    r = step(r.phase, { type: 'persisted', record: 'decision' }, limits);
+    note(r.phase);
+    expect(seen).to.deep.equal([undefined, undefined, 'committed', undefined, 'aborted PREPARE_TIMEOUT']);
+  });
+
+  it('the broken variant commitBeforeDecisionDurable sends Commit with the decision not awaited', () => {
+    testBugs.commitBeforeDecisionDurable = true;
+    try {
+      check(`
+        begin now=1000
+        > preparing votes= deadline=6000 begin-not-durable
+        > persist begin (awaited)
+        persisted begin
+        > preparing votes= deadline=6000
+        > send prepare debit@BankA
+        > send prepare credit@BankB
+        vote debit yes now=1100
+        > preparing votes=debit:yes deadline=6000
+        vote credit yes now=1200
+        > committing awaiting=BankA,BankB replyAt=3200 replied=false
+        > persist decision commit awaiting=BankA,BankB
+        > send commit BankA
+        > send commit BankB
+      `);
+    } finally {
+      resetTestBugs();
     }
   });
 
   it('nextDeadlineMs: prepare deadline, then the reply deadline, then none', () => {
     let r = step(undefined, { type: 'begin', tx: crossBank, nowMs: 0 }, limits);
+    r = step(r.phase, { type: 'persisted', record: 'begin' }, limits);
     expect(nextDeadlineMs(r.phase)).to.equal(5000);
     r = step(r.phase, { type: 'vote', leg: 'debit', vote: 'yes', nowMs: 10 }, limits);
     r = step(r.phase, { type: 'vote', leg: 'credit', vote: 'yes', nowMs: 20 }, limits);
+    expect(nextDeadlineMs(r.phase)).to.equal(undefined);
+    r = step(r.phase, { type: 'persisted', record: 'decision' }, limits);
     expect(nextDeadlineMs(r.phase)).to.equal(2020);
     r = step(r.phase, { type: 'tick', nowMs: 2020 }, limits);
     expect(nextDeadlineMs(r.phase)).to.equal(undefined);
@@ -425,15 +633,19 @@ describe('coordinator recovery', () => {
   it('preparing (crash after begin): presumed abort, decision persisted, Abort to every bank', () => {
     check(`
       begin now=1000
+      > preparing votes= deadline=6000 begin-not-durable
+      > persist begin (awaited)
+      persisted begin
       > preparing votes= deadline=6000
-      > persist begin
       > send prepare debit@BankA
       > send prepare credit@BankB
       vote debit yes now=1100
       > preparing votes=debit:yes deadline=6000
       crash
+      > aborting TRANSACTION_ABORTED awaiting=BankA,BankB decision-not-durable
+      > persist decision abort TRANSACTION_ABORTED awaiting=BankA,BankB (awaited)
+      persisted decision
       > aborting TRANSACTION_ABORTED awaiting=BankA,BankB
-      > persist decision abort TRANSACTION_ABORTED awaiting=BankA,BankB
       > send abort BankA
       > send abort BankB
       # The recovered run goes on; its presumed-abort decision is on disk for the next crash.
@@ -454,15 +666,19 @@ describe('coordinator recovery', () => {
   it('committing with one ack: Commit only to the bank that has not acknowledged', () => {
     check(`
       begin now=1000
+      > preparing votes= deadline=6000 begin-not-durable
+      > persist begin (awaited)
+      persisted begin
       > preparing votes= deadline=6000
-      > persist begin
       > send prepare debit@BankA
       > send prepare credit@BankB
       vote debit yes now=1100
       > preparing votes=debit:yes deadline=6000
       vote credit yes now=1200
+      > committing awaiting=BankA,BankB replyAt=3200 replied=false decision-not-durable
+      > persist decision commit awaiting=BankA,BankB (awaited)
+      persisted decision
       > committing awaiting=BankA,BankB replyAt=3200 replied=false
-      > persist decision commit awaiting=BankA,BankB
       > send commit BankA
       > send commit BankB
       crash
@@ -481,13 +697,17 @@ describe('coordinator recovery', () => {
   it('aborting: Abort to the banks still awaited; final: nothing to do', () => {
     check(`
       begin now=1000
+      > preparing votes= deadline=6000 begin-not-durable
+      > persist begin (awaited)
+      persisted begin
       > preparing votes= deadline=6000
-      > persist begin
       > send prepare debit@BankA
       > send prepare credit@BankB
       vote debit no INSUFFICIENT_FUNDS now=1100
+      > aborting INSUFFICIENT_FUNDS awaiting=BankB decision-not-durable
+      > persist decision abort INSUFFICIENT_FUNDS awaiting=BankB (awaited)
+      persisted decision
       > aborting INSUFFICIENT_FUNDS awaiting=BankB
-      > persist decision abort INSUFFICIENT_FUNDS awaiting=BankB
       > send abort BankB
       > reply aborted INSUFFICIENT_FUNDS
       crash
@@ -501,15 +721,19 @@ describe('coordinator recovery', () => {
     `);
     check(`
       begin now=1000
+      > preparing votes= deadline=6000 begin-not-durable
+      > persist begin (awaited)
+      persisted begin
       > preparing votes= deadline=6000
-      > persist begin
       > send prepare debit@BankA
       > send prepare credit@BankA
       vote debit yes now=1100
       > preparing votes=debit:yes deadline=6000
       vote credit yes now=1100
+      > committing awaiting=BankA replyAt=3100 replied=false decision-not-durable
+      > persist decision commit awaiting=BankA (awaited)
+      persisted decision
       > committing awaiting=BankA replyAt=3100 replied=false
-      > persist decision commit awaiting=BankA
       > send commit BankA
       ack BankA commit
       > committed
@@ -526,6 +750,11 @@ describe('coordinator recovery', () => {
     let phase = phases.get(crossBank.id) as Phase;
     expect(phase.kind).to.equal('aborting');
     const effects: Effect[] = [];
+    {
+      const r = step(phase, { type: 'persisted', record: 'decision' }, limits);
+      phase = r.phase;
+      effects.push(...r.effects);
+    }
     for (const bank of ['BankA', 'BankB']) {
       const r = step(phase, { type: 'ack', bank, rpc: 'abort' }, limits);
       phase = r.phase;

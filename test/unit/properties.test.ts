@@ -132,6 +132,8 @@ interface Script {
   readonly tickAtMs: readonly number[];
   /** Phase-2 acknowledgements: which awaited bank answers next (index), duplicates included. */
   readonly acks: readonly number[];
+  /** Phase-1 events stepped between the decision's persist and its `persisted` (a slow disk). */
+  readonly decisionWriteEvents: number;
 }
 
 const legScript = fc.record({
@@ -145,6 +147,7 @@ const script: fc.Arbitrary<Script> = fc.record({
   credit: legScript,
   tickAtMs: fc.array(fc.integer({ min: 0, max: 2500 }), { maxLength: 4 }),
   acks: fc.array(fc.integer({ min: 0, max: 3 }), { maxLength: 8 }),
+  decisionWriteEvents: fc.integer({ min: 0, max: 3 }),
 });
 
 function voteEvent(leg: LegKind, vote: VoteValue, nowMs: number): Event {
@@ -169,7 +172,7 @@ function referenceDecision(events: readonly Event[]): 'commit' | 'abort' | undef
 }
 
 describe('properties: coordinator step against a reference model', () => {
-  it('one decision, persisted before any phase-2 send; commit only when both legs voted yes first; final once every target acknowledged', () => {
+  it('one decision, durable before any phase-2 send or reply; commit only when both legs voted yes first; final once every target acknowledged', () => {
     fc.assert(fc.property(script, (s) => {
       const tx: Tx = {
         id: '00000000-0000-7000-8000-000000000001', idempotencyKey: '00000000-0000-4000-8000-000000000002',
@@ -187,19 +190,39 @@ describe('properties: coordinator step against a reference model', () => {
       const events = timed.map((t) => t.event);
 
       let r = step(undefined, { type: 'begin', tx, nowMs: 0 }, LIMITS);
-      expect(r.effects[0]).to.deep.include({ type: 'persist' });
+      // Durable before send: the begin step only persists (awaited); the prepares follow its persisted.
+      expect(r.effects).to.deep.equal([{ type: 'persist', record: { type: 'begin', tx }, awaited: true }]);
+      r = step(r.phase, { type: 'persisted', record: 'begin' }, LIMITS);
+      expect(r.effects.map((e) => e.type === 'send' && e.rpc)).to.deep.equal(['prepare', 'prepare']);
       let phase: Phase = r.phase;
-      const effects: Effect[] = [...r.effects];
+      const effects: Effect[] = [];
       const stepped: Event[] = [];
-      /** Events stepped before the decision (the decision step included). */
-      let beforeDecision = -1;
+      /** Phase-1 events stepped while the decision was being written, and once it was durable (-1: not yet). */
+      let writing = -1;
+      let durableAt = -1;
+      /** effects[] index of the first effect of the decision's persisted step. */
+      let durableEffectsAt = -1;
+      const decisionDurable = () => {
+        durableAt = stepped.length;
+        durableEffectsAt = effects.length;
+        r = step(phase, { type: 'persisted', record: 'decision' }, LIMITS);
+        phase = r.phase;
+        effects.push(...r.effects);
+      };
       for (const e of events) {
         r = step(phase, e, LIMITS);
         phase = r.phase;
         effects.push(...r.effects);
         stepped.push(e);
-        if (beforeDecision < 0 && r.effects.some((x) => x.type === 'persist' && x.record.type === 'decision')) beforeDecision = stepped.length;
+        if (writing >= 0 && durableAt < 0) writing++;
+        if (r.effects.some((x) => x.type === 'persist' && x.record.type === 'decision')) {
+          expect(writing, 'one decision').to.equal(-1);
+          expect(r.effects, 'the decision step only persists').to.deep.equal([{ ...r.effects[0], awaited: true }]);
+          writing = 0;
+        }
+        if (writing >= s.decisionWriteEvents && durableAt < 0) decisionDurable();
       }
+      if (writing >= 0 && durableAt < 0) decisionDurable();
       const want = referenceDecision(stepped);
       const decisions = effects.filter((e) => e.type === 'persist' && e.record.type === 'decision');
       expect(decisions.length, 'decisions persisted').to.equal(want === undefined ? 0 : 1);
@@ -209,10 +232,11 @@ describe('properties: coordinator step against a reference model', () => {
       }
       const decision = decisions[0]!;
       expect(decision.type === 'persist' && decision.record.type === 'decision' && decision.record.decision).to.equal(want);
-      // Persist, then send: no phase-2 send before the decision's persist effect.
-      const decisionAt = effects.indexOf(decision);
+      // Persist, then send: no phase-2 send and no reply before the decision's persisted event.
       effects.forEach((e, i) => {
-        if (e.type === 'send' && e.rpc !== 'prepare') expect(i).to.be.greaterThan(decisionAt);
+        if (e.type === 'reply' || e.type === 'send') expect(i).to.be.at.least(durableEffectsAt);
+        if (e.type === 'send') expect(e.rpc).to.not.equal('prepare');
+        if (e.type === 'persist') expect(e.awaited).to.equal(e.record.type === 'decision');
       });
       const targets = new Set(effects.flatMap((e) => (e.type === 'send' && e.rpc !== 'prepare' ? [e.bank] : [])));
       if (want === 'commit') expect([...targets].sort()).to.deep.equal([...banksOf(tx)].sort());
@@ -237,9 +261,10 @@ describe('properties: coordinator step against a reference model', () => {
       const replies = effects.filter((e) => e.type === 'reply');
       expect(replies.length).to.be.at.most(1);
       for (const reply of replies) expect(reply.type === 'reply' && reply.outcome.kind).to.equal(want === 'commit' ? 'committed' : 'aborted');
-      // Each leg's bank holds nothing after a NO or an unsent prepare: no Abort goes to a bank whose every leg is such.
+      // Each leg's bank holds nothing after a NO or an unsent prepare: no Abort goes to a bank whose
+      // every leg is such, as known when the Aborts leave (the decision durable).
       if (want === 'abort') {
-        const known = stepped.slice(0, beforeDecision);
+        const known = stepped.slice(0, durableAt);
         const answered = (kind: LegKind) => known.some((e) => (e.type === 'vote' || e.type === 'vote_unknown') && e.leg === kind);
         for (const b of banksOf(tx)) {
           const mayHold = legsOf(tx).filter((l) => l.bank === b).some((l) => !answered(l.kind) || !holdsNothing(l.kind));
