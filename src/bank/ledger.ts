@@ -121,8 +121,9 @@ export class Ledger {
   private constructor(
     readonly file: string,
     private readonly now: () => number,
+    database?: Database.Database,
   ) {
-    this.db = new Database(file);
+    this.db = database ?? new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
@@ -137,6 +138,14 @@ export class Ledger {
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     fs.chmodSync(dataDir, 0o700);
     return new Ledger(path.join(dataDir, LEDGER_FILE), now);
+  }
+
+  /**
+   * The ledger over an already open database (the simulator's in-memory one), named `name` in
+   * messages; it owns the database from now on and closes it like its own file.
+   */
+  static over(database: Database.Database, name: string, now: () => number = Date.now): Ledger {
+    return new Ledger(name, now, database);
   }
 
   private prepareStatements() {

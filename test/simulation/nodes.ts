@@ -1,9 +1,9 @@
-import fs from 'node:fs';
-import path from 'node:path';
+import Database from 'better-sqlite3';
 import type { CallContext } from 'nice-grpc-common';
 import { Ledger } from '../../src/bank/ledger.js';
 import { bankService, type BankServiceLimits } from '../../src/bank/service.js';
 import { InDoubtResolver, type CoordinatorDecision, type DecisionSource, type InDoubtLimits } from '../../src/bank/termination.js';
+import { assert } from '../../src/core/assert.js';
 import { AppError } from '../../src/core/errors.js';
 import { rng } from '../../src/core/random.js';
 import type { GroupCommitLimits } from '../../src/gateway/store/sqlite.js';
@@ -27,10 +27,72 @@ import type { Incarnation, SimTime } from './sim-clock.js';
 
 // The simulated nodes: the real gateway (SqliteTransferLog + TransferEngine, with its driver and the
 // pure coordinator) and the real banks (Ledger + bankService over its group commit + the
-// InDoubtResolver), each on its own SQLite file. A crash closes the file at once: what SQLite
-// committed stays (better-sqlite3 commits synchronously), every queue and timer of the process is
-// gone. Calls between them are messages of the simulated network, encoded and decoded with the
-// generated protobuf codecs as gRPC would.
+// InDoubtResolver), each on its own SQLite database (SimDisk). A crash closes the database at once:
+// what SQLite committed stays (better-sqlite3 commits synchronously), every queue and timer of the
+// process is gone. Calls between them are messages of the simulated network, encoded and decoded
+// with the generated protobuf codecs as gRPC would.
+
+/**
+ * A node's disk: an in-memory SQLite database that outlives the node. An incarnation opens it with
+ * what the last one committed; a crash keeps exactly that (better-sqlite3 transactions are
+ * synchronous, so none is ever open between two events) and closes the handle, so that code of
+ * the dead incarnation can write nothing more. No file, no WAL, no fsync: the same SQL, the same
+ * constraints, the same crash semantics as the node's file on a disk that never loses a commit.
+ */
+export class SimDisk {
+  /** What was committed when the node last went down (a serialized database). */
+  private image: Buffer | undefined;
+  private live: Database.Database | undefined;
+  private reader: Database.Database | undefined;
+
+  constructor(readonly name: string, image?: Buffer) {
+    this.image = image;
+  }
+
+  /** Opens the database for a new incarnation (which owns the handle and may close it). */
+  open(): Database.Database {
+    assert(this.live === undefined || !this.live.open, `${this.name}: opened twice`);
+    this.closeReader();
+    this.live = this.image ? new Database(this.image) : new Database(':memory:');
+    return this.live;
+  }
+
+  /** The node crashes: what is committed stays, the handle closes at once. */
+  crash(): void {
+    const db = this.live;
+    this.live = undefined;
+    if (!db?.open) return;
+    assert(!db.inTransaction, `${this.name}: crash inside a transaction`);
+    this.image = db.serialize();
+    db.close();
+  }
+
+  /**
+   * For the simulator's checks: the live database while the node is up, else a read-only copy
+   * of what it committed. Only read it between two events (what is committed, as a second
+   * connection would see it).
+   */
+  read(): Database.Database {
+    if (this.live?.open) {
+      assert(!this.live.inTransaction, `${this.name}: read inside a transaction`);
+      return this.live;
+    }
+    assert(this.image !== undefined, `${this.name}: nothing was ever written`);
+    this.reader ??= new Database(this.image, { readonly: true });
+    return this.reader;
+  }
+
+  /** The end of the scenario. */
+  close(): void {
+    this.crash();
+    this.closeReader();
+  }
+
+  private closeReader(): void {
+    this.reader?.close();
+    this.reader = undefined;
+  }
+}
 
 /** Logs nothing, costs nothing. */
 export const quietLogger = new Proxy({}, { get: () => () => undefined }) as unknown as Logger;
@@ -64,7 +126,7 @@ export class GatewayNode implements Incarnation {
 
   constructor(
     private readonly time: SimTime,
-    private readonly file: string,
+    readonly disk: SimDisk,
     private readonly limits: SimLimits['gateway'],
     private readonly banks: () => BatchClientSource,
     private readonly seed: number,
@@ -73,7 +135,7 @@ export class GatewayNode implements Incarnation {
   start(): Promise<void> {
     this.up = true;
     const clock = this.time.clockOf(this);
-    this.store = new SqliteTransferLog(this.file, { groupCommit: this.limits, clock });
+    this.store = new SqliteTransferLog(this.disk.name, { groupCommit: this.limits, clock, database: this.disk.open() });
     this.engine = new TransferEngine({
       store: this.store,
       bankClients: this.banks(),
@@ -88,6 +150,7 @@ export class GatewayNode implements Incarnation {
   crash(): void {
     this.up = false;
     this.epoch++;
+    this.disk.crash();
     this.store?.crash();
     this.store = undefined;
     this.engine = undefined;
@@ -103,20 +166,16 @@ export class BankNode implements Incarnation {
   constructor(
     readonly name: string,
     private readonly time: SimTime,
-    readonly dataDir: string,
+    readonly disk: SimDisk,
     private readonly limits: SimLimits['bank'],
     private readonly decisions: DecisionSource,
     private readonly seed: number,
   ) {}
 
-  get file(): string {
-    return path.join(this.dataDir, 'ledger.sqlite');
-  }
-
   start(): void {
     this.up = true;
     const clock = this.time.clockOf(this);
-    this.ledger = Ledger.open(this.dataDir, () => clock.nowMs());
+    this.ledger = Ledger.over(this.disk.open(), this.disk.name, () => clock.nowMs());
     this.service = bankService(this.ledger, this.limits, clock);
     new InDoubtResolver(this.ledger, this.decisions, this.limits, quietLogger, clock, rng(this.seed * 104729 + this.epoch)).start();
   }
@@ -124,6 +183,7 @@ export class BankNode implements Incarnation {
   crash(): void {
     this.up = false;
     this.epoch++;
+    this.disk.crash();
     this.ledger?.close();
     this.ledger = undefined;
     this.service = undefined;
@@ -185,11 +245,4 @@ function stateName(s: TransactionState): string {
   if (s === TransactionState.TRANSACTION_STATE_COMMITTED) return 'committed';
   if (s === TransactionState.TRANSACTION_STATE_ABORTED) return 'aborted';
   return TransactionState[s] ?? String(s);
-}
-
-export function freshDir(root: string, name: string): string {
-  const dir = path.join(root, name);
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.mkdirSync(dir, { recursive: true });
-  return dir;
 }

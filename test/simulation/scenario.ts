@@ -1,7 +1,5 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import Database from 'better-sqlite3';
+import { Ledger } from '../../src/bank/ledger.js';
 import { ConfigSchema } from '../../src/config/schema.js';
 import { backoffMs, sleep, type Clock } from '../../src/core/clock.js';
 import { AppError } from '../../src/core/errors.js';
@@ -10,7 +8,7 @@ import { rng, type Random } from '../../src/core/random.js';
 import { resetTestBugs, testBugs, type TestBugs } from '../../src/core/test-bugs.js';
 import type { AccountRef } from '../../src/core/transfer.js';
 import { isBug, SimNetwork, type NetFault, type NetworkProfile } from './network.js';
-import { BankNode, freshDir, GatewayNode, simBankClients, simDecisionSource, type Observer, type SimLimits } from './nodes.js';
+import { BankNode, GatewayNode, SimDisk, simBankClients, simDecisionSource, type Observer, type SimLimits } from './nodes.js';
 import { SimTime, type Incarnation } from './sim-clock.js';
 
 // One simulated scenario, fully determined by its seed: 2-3 banks, a gateway and a few clients,
@@ -53,8 +51,6 @@ export interface ScenarioResult {
 export interface ScenarioOptions {
   /** Broken variants to switch on for this scenario (tests only). */
   readonly bugs?: Partial<TestBugs>;
-  /** Where the SQLite files go (default: /dev/shm when present). */
-  readonly root?: string;
 }
 
 class SimViolation extends Error {
@@ -114,7 +110,7 @@ function between(random: Random, lo: number, hi: number): number {
 export async function runScenario(seed: number, options: ScenarioOptions = {}): Promise<ScenarioResult> {
   resetTestBugs();
   Object.assign(testBugs, options.bugs ?? {});
-  const world = new World(seed, options.root ?? defaultRoot());
+  const world = new World(seed);
   const listeners = process.listeners('unhandledRejection');
   process.removeAllListeners('unhandledRejection');
   const onUnhandled = (err: unknown) => world.bug(err, 'a node (unhandled rejection)');
@@ -129,20 +125,34 @@ export async function runScenario(seed: number, options: ScenarioOptions = {}): 
   }
 }
 
-function defaultRoot(): string {
-  const base = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
-  return path.join(base, `payments-sim-${process.pid}`);
+let openingLedgerImage: Buffer | undefined;
+
+/**
+ * Every bank's ledger at the start of a scenario: the users with their opening balances, and a USD
+ * account (an EUR credit to it is refused: CURRENCY_MISMATCH). Made once per process through the
+ * real Ledger; each bank's disk starts from a copy.
+ */
+function openingLedger(): Buffer {
+  if (!openingLedgerImage) {
+    const db = new Database(':memory:');
+    const ledger = Ledger.over(db, 'opening ledger', () => START_MS);
+    for (const username of USERS) {
+      ledger.createAccount({ username, passwordHash: 'x', currency: CURRENCY, balanceMinor: OPENING_MINOR });
+    }
+    ledger.createAccount({ username: 'dave', passwordHash: 'x', currency: 'USD', balanceMinor: OPENING_MINOR });
+    openingLedgerImage = db.serialize();
+    ledger.close();
+  }
+  return openingLedgerImage;
 }
 
 class World implements Observer {
   readonly time = new SimTime(START_MS);
   private readonly random: Random;
   private readonly net: SimNetwork;
-  private readonly dir: string;
   private readonly gateway: GatewayNode;
   private readonly banks = new Map<string, BankNode>();
   private readonly inspectors = new Map<string, Inspector>();
-  private gatewayInspector: Database.Database | undefined;
   private readonly clients: Client[] = [];
   private readonly keys: KeyRecord[] = [];
   /** What each bank last said about each transaction: 'yes' | 'committed' | 'aborted'. */
@@ -154,9 +164,8 @@ class World implements Observer {
   private clientsRunning = 0;
   private readonly faultMs: number;
 
-  constructor(readonly seed: number, root: string) {
+  constructor(readonly seed: number) {
     this.random = rng(seed);
-    this.dir = freshDir(root, `seed-${seed}`);
     const r = this.random;
     const profile: NetworkProfile = {
       lossP: 0.05 + r() * 0.3,
@@ -173,13 +182,13 @@ class World implements Observer {
       gateway: { ...BASE_CONFIG.gateway, bankBatchWindowMs: pick(r, [0, 0, 2]), persistBatchWindowMs: pick(r, [0, 0, 1]) },
       bank: BASE_CONFIG.bank,
     };
-    this.gateway = new GatewayNode(this.time, path.join(this.dir, 'gateway.sqlite'), this.limits.gateway,
+    this.gateway = new GatewayNode(this.time, new SimDisk('gateway'), this.limits.gateway,
       () => simBankClients(this.net, this.gateway, this.banks, this), seed);
     const bankCount = between(r, 2, 3);
     for (let i = 0; i < bankCount; i++) {
       const name = `Bank${String.fromCharCode(65 + i)}`;
       const decisions = simDecisionSource(this.net, () => this.banks.get(name)!, this.gateway, this.limits.bank.inDoubtQueryTimeoutMs);
-      this.banks.set(name, new BankNode(name, this.time, path.join(this.dir, name), this.limits.bank, decisions, seed));
+      this.banks.set(name, new BankNode(name, this.time, new SimDisk(name, openingLedger()), this.limits.bank, decisions, seed));
     }
   }
 
@@ -228,10 +237,10 @@ class World implements Observer {
   }
 
   close(): void {
-    for (const node of this.nodes()) if (node.up) node.crash();
-    for (const db of this.inspectors.values()) db.close();
-    this.gatewayInspector?.close();
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    for (const node of this.nodes()) {
+      if (node.up) node.crash();
+      node.disk.close();
+    }
   }
 
   private nodes(): (GatewayNode | BankNode)[] {
@@ -241,12 +250,7 @@ class World implements Observer {
   private setUp(): void {
     for (const bank of this.banks.values()) {
       bank.start();
-      for (const username of USERS) {
-        bank.ledger!.createAccount({ username, passwordHash: 'x', currency: CURRENCY, balanceMinor: OPENING_MINOR });
-      }
-      // A USD account: an EUR credit to it is refused (CURRENCY_MISMATCH).
-      bank.ledger!.createAccount({ username: 'dave', passwordHash: 'x', currency: 'USD', balanceMinor: OPENING_MINOR });
-      this.inspectors.set(bank.name, new Inspector(bank.file));
+      this.inspectors.set(bank.name, new Inspector(bank.disk));
     }
   }
 
@@ -438,10 +442,15 @@ class World implements Observer {
     this.checkHolds(bank);
   }
 
-  /** At one bank: every hold is the sum of its prepared debit legs; no balance or available amount below zero. */
+  /**
+   * At one bank: every hold is the sum of its prepared debit legs; no balance or available amount
+   * below zero. Skipped when the bank wrote no row since the last check (a repeated answer).
+   */
   private checkHolds(bank: string): void {
+    const inspector = this.inspectors.get(bank)!;
+    if (!inspector.changedSinceLastLook()) return;
     this.checks++;
-    const rows = this.inspectors.get(bank)!.holds.all() as { username: string; balance: bigint; held: bigint; open: bigint }[];
+    const rows = inspector.sql().holds.all() as { username: string; balance: bigint; held: bigint; open: bigint }[];
     for (const a of rows) {
       if (a.balance < 0n || a.held < 0n || a.held > a.balance) {
         this.violate('holds-match-prepared-legs', `${a.username}@${bank}: balance ${a.balance}, held ${a.held}`);
@@ -458,9 +467,9 @@ class World implements Observer {
     const unfinished = this.gateway.store?.unfinished() ?? [];
     if (unfinished.length > 0) return `gateway transfer ${unfinished[0]!.tx.id} is ${unfinished[0]!.state}`;
     for (const [name, db] of this.inspectors) {
-      const prepared = db.prepared.get() as { id: string } | undefined;
+      const prepared = db.sql().prepared.get() as { id: string } | undefined;
       if (prepared) return `${name} holds transaction ${prepared.id} prepared`;
-      const held = db.held.get() as { held: bigint };
+      const held = db.sql().held.get() as { held: bigint };
       if (held.held !== 0n) return `${name} still holds ${held.held}`;
     }
     return undefined;
@@ -470,17 +479,16 @@ class World implements Observer {
     const row = this.gateway.store?.unfinished()[0];
     if (row) return row.tx.id;
     for (const db of this.inspectors.values()) {
-      const prepared = db.prepared.get() as { id: string } | undefined;
+      const prepared = db.sql().prepared.get() as { id: string } | undefined;
       if (prepared) return prepared.id;
     }
     return this.keys.find((k) => k.answers.length === 0)?.key;
   }
 
   private checkFinal(): void {
-    this.gatewayInspector ??= new Database(path.join(this.dir, 'gateway.sqlite'));
-    this.gatewayInspector.defaultSafeIntegers(true);
+    const gateway = this.gateway.disk.read();
     interface GwRow { tx_id: string; owner_bank: string; owner_username: string; idempotency_key: string; to_bank: string; to_username: string; amount_minor: bigint; state: string; failure_reason: string | null }
-    const rows = this.gatewayInspector.prepare('SELECT * FROM transfers').all() as GwRow[];
+    const rows = gateway.prepare('SELECT * FROM transfers').safeIntegers(true).all() as GwRow[];
     const byTx = new Map(rows.map((r) => [r.tx_id, r]));
     const byKey = new Map(rows.map((r) => [`${r.owner_bank}/${r.owner_username}/${r.idempotency_key}`, r]));
 
@@ -488,7 +496,7 @@ class World implements Observer {
     const balances = new Map<string, bigint>();
     let total = 0n;
     for (const [bank, db] of this.inspectors) {
-      for (const a of db.db.prepare(`SELECT username, balance_minor AS balance FROM accounts WHERE currency = ?`).all(CURRENCY) as { username: string; balance: bigint }[]) {
+      for (const a of db.read(`SELECT username, balance_minor AS balance FROM accounts WHERE currency = ?`, CURRENCY) as { username: string; balance: bigint }[]) {
         balances.set(`${a.username}@${bank}`, a.balance);
         total += a.balance;
       }
@@ -501,12 +509,12 @@ class World implements Observer {
     const applied = new Map<string, string[]>();
     const committedAt = new Map<string, string[]>();
     for (const [bank, db] of this.inspectors) {
-      for (const h of db.db.prepare('SELECT tx_id, username, direction, amount_minor FROM history').all() as { tx_id: string; username: string; direction: string; amount_minor: bigint }[]) {
+      for (const h of db.read('SELECT tx_id, username, direction, amount_minor FROM history') as { tx_id: string; username: string; direction: string; amount_minor: bigint }[]) {
         const list = applied.get(h.tx_id) ?? [];
         list.push(`${h.direction}:${h.username}@${bank}:${h.amount_minor}`);
         applied.set(h.tx_id, list);
       }
-      for (const t of db.db.prepare(`SELECT id, state FROM transactions`).all() as { id: string; state: string }[]) {
+      for (const t of db.read(`SELECT id, state FROM transactions`) as { id: string; state: string }[]) {
         if (t.state !== 'committed') continue;
         committedAt.set(t.id, [...(committedAt.get(t.id) ?? []), bank]);
       }
@@ -578,27 +586,51 @@ class World implements Observer {
   }
 }
 
-/** A second connection to a bank's ledger file: it reads what is committed, whatever the node does. */
+/** Reads what a bank's ledger has committed, whatever the node does (SimDisk.read). */
 class Inspector {
-  readonly db: Database.Database;
-  readonly holds: Database.Statement;
-  readonly prepared: Database.Statement;
-  readonly held: Database.Statement;
+  private db: Database.Database | undefined;
+  private statements: ReturnType<typeof inspectorStatements> | undefined;
+  private lookedAt: { sql: ReturnType<typeof inspectorStatements>; changes: number } | undefined;
 
-  constructor(file: string) {
-    this.db = new Database(file);
-    this.db.defaultSafeIntegers(true);
-    this.holds = this.db.prepare(`SELECT a.username AS username, a.balance_minor AS balance, a.held_minor AS held,
+  constructor(private readonly disk: SimDisk) {}
+
+  /** The checks' statements, on the database the disk reads now (prepared again after a restart). */
+  sql(): ReturnType<typeof inspectorStatements> {
+    const db = this.disk.read();
+    if (db !== this.db || !this.statements) {
+      this.db = db;
+      this.statements = inspectorStatements(db);
+    }
+    return this.statements;
+  }
+
+  /**
+   * Whether the bank changed a row since this was last asked (SQLite's total_changes() of the
+   * node's connection; a restart opens a new connection, which counts as a change).
+   */
+  changedSinceLastLook(): boolean {
+    const sql = this.sql();
+    const changes = sql.totalChanges.get() as number;
+    const changed = sql !== this.lookedAt?.sql || changes !== this.lookedAt.changes;
+    this.lookedAt = { sql, changes };
+    return changed;
+  }
+
+  read(query: string, ...params: unknown[]): unknown[] {
+    return this.disk.read().prepare(query).safeIntegers(true).all(...params);
+  }
+}
+
+function inspectorStatements(db: Database.Database) {
+  return {
+    holds: db.prepare(`SELECT a.username AS username, a.balance_minor AS balance, a.held_minor AS held,
         COALESCE((SELECT SUM(l.amount_minor) FROM legs l JOIN transactions t ON t.id = l.tx_id
           WHERE l.username = a.username AND l.kind = 'debit' AND t.state = 'prepared'), 0) AS open
-      FROM accounts a`);
-    this.prepared = this.db.prepare(`SELECT id FROM transactions WHERE state = 'prepared' LIMIT 1`);
-    this.held = this.db.prepare('SELECT COALESCE(SUM(held_minor), 0) AS held FROM accounts');
-  }
-
-  close(): void {
-    this.db.close();
-  }
+      FROM accounts a`).safeIntegers(true),
+    prepared: db.prepare(`SELECT id FROM transactions WHERE state = 'prepared' LIMIT 1`).safeIntegers(true),
+    held: db.prepare('SELECT COALESCE(SUM(held_minor), 0) AS held FROM accounts').safeIntegers(true),
+    totalChanges: db.prepare('SELECT total_changes()').pluck().safeIntegers(false),
+  };
 }
 
 export function formatViolation(seed: number, v: Violation): string {

@@ -34,6 +34,8 @@ export class SimTime {
   private seq = 0;
   private readonly heap: SimEvent[] = [];
   private readonly hash: Hash = createHash('sha256');
+  /** Trace text not yet hashed: one hash update per chunk, not per line (same digest). */
+  private unhashed = '';
   /** The last trace lines, for a failure report. */
   readonly trace: string[] = [];
   private readonly traceMax: number;
@@ -51,14 +53,20 @@ export class SimTime {
   /** Adds one line to the trace (and its hash). */
   note(line: string): void {
     const text = `${this.nowMs} ${line}`;
-    this.hash.update(text);
-    this.hash.update('\n');
+    this.unhashed += `${text}\n`;
+    if (this.unhashed.length > 65_536) this.flushHash();
     if (this.trace.length >= this.traceMax) this.trace.splice(0, this.traceMax / 2);
     this.trace.push(text);
   }
 
   traceHash(): string {
+    this.flushHash();
     return this.hash.copy().digest('hex').slice(0, 16);
+  }
+
+  private flushHash(): void {
+    this.hash.update(this.unhashed);
+    this.unhashed = '';
   }
 
   /** Schedules `fn` `delayMs` from now; with an owner, only in its incarnation `epoch` (default: the current one). */

@@ -95,6 +95,11 @@ export interface WritableStoreOptions {
   readonly clock: Clock;
   /** Told of each group commit (the gateway's metrics). */
   readonly groupCommitObserver?: GroupCommitObserver;
+  /**
+   * An already open database to use instead of opening `file` (the simulator's in-memory
+   * database); the store owns it from now on and closes it like its own.
+   */
+  readonly database?: Database.Database;
 }
 
 interface Queued {
@@ -115,7 +120,7 @@ export class SqliteTransferLog implements TransferLog {
     options: WritableStoreOptions | { readonly readonly: true },
   ) {
     const readonly = 'readonly' in options;
-    this.db = new Database(file, readonly ? { readonly: true, fileMustExist: true } : {});
+    this.db = readonly ? new Database(file, { readonly: true, fileMustExist: true }) : options.database ?? new Database(file);
     if (!readonly) {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = FULL');
