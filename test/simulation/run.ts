@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { fork, spawn } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { formatViolation, runScenario, type ScenarioResult } from './scenario.js';
@@ -19,6 +19,17 @@ export interface Totals {
 
 export function emptyTotals(): Totals {
   return { scenarios: 0, steps: 0, transfers: 0, crashes: 0, checks: 0, faults: { loss: 0, duplicate: 0, delay: 0, partition: 0, refused: 0 }, failures: [] };
+}
+
+/** Adds up the totals of scenarios run elsewhere (a job, a chunk of seeds). */
+export function merge(into: Totals, t: Totals): void {
+  into.scenarios += t.scenarios;
+  into.steps += t.steps;
+  into.transfers += t.transfers;
+  into.crashes += t.crashes;
+  into.checks += t.checks;
+  for (const k of Object.keys(into.faults) as NetFault[]) into.faults[k] += t.faults[k];
+  into.failures.push(...t.failures);
 }
 
 export function add(t: Totals, r: ScenarioResult): void {
@@ -81,20 +92,77 @@ async function runJobs(jobs: number, firstSeed: number, count: number, seconds: 
     });
   }));
   const totals = emptyTotals();
-  for (const t of await Promise.all(children)) {
-    totals.scenarios += t.scenarios;
-    totals.steps += t.steps;
-    totals.transfers += t.transfers;
-    totals.crashes += t.crashes;
-    totals.checks += t.checks;
-    for (const k of Object.keys(totals.faults) as NetFault[]) totals.faults[k] += t.faults[k];
-    totals.failures.push(...t.failures);
-  }
+  for (const t of await Promise.all(children)) merge(totals, t);
   return totals;
+}
+
+/** Seeds a pool worker is handed at a time: small enough to keep both cores busy to the end. */
+const POOL_CHUNK_SEEDS = 8;
+
+type PoolRequest = { readonly firstSeed: number; readonly count: number } | { readonly stop: true };
+
+/**
+ * Runs `count` seeds from `firstSeed` on `jobs` worker processes (forked with this process's
+ * loader, e.g. tsx), handing out chunks of POOL_CHUNK_SEEDS seeds to whichever is free, so a worker
+ * on a busier core simply does fewer. The totals do not depend on who ran what; failures come back
+ * sorted by seed. `onFailure` hears of each failing scenario as soon as it is known.
+ */
+export async function runPool(jobs: number, firstSeed: number, count: number, onFailure?: (r: ScenarioResult) => void): Promise<Totals> {
+  const totals = emptyTotals();
+  let next = 0;
+  const nextRequest = (): PoolRequest => {
+    if (next >= count) return { stop: true };
+    const chunk = { firstSeed: (firstSeed + next) >>> 0, count: Math.min(POOL_CHUNK_SEEDS, count - next) };
+    next += chunk.count;
+    return chunk;
+  };
+  const workers = Array.from({ length: Math.max(1, Math.min(jobs, Math.ceil(count / POOL_CHUNK_SEEDS))) }, (_, j) => new Promise<void>((resolve, reject) => {
+    const child = fork(fileURLToPath(import.meta.url), [], { env: { ...process.env, SIM_CHILD: 'pool' }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    let asked: PoolRequest | undefined;
+    const ask = () => {
+      asked = nextRequest();
+      child.send(asked);
+    };
+    child.on('message', (t: Totals) => {
+      merge(totals, t);
+      for (const f of t.failures) onFailure?.(f);
+      ask();
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (asked && 'stop' in asked && code === 0) resolve();
+      else reject(new Error(`simulation worker ${j} exited with ${code} (last asked ${JSON.stringify(asked)})`));
+    });
+    ask();
+  }));
+  await Promise.all(workers);
+  totals.failures.sort((a, b) => a.seed - b.seed);
+  return totals;
+}
+
+/** A pool worker: runs the chunks of seeds it is sent, answers each with its totals. */
+function poolWorker(): void {
+  process.on('message', (req: PoolRequest) => {
+    if ('stop' in req) {
+      process.disconnect();
+      return;
+    }
+    runHere(req.firstSeed, req.count, 0, false).then(
+      (t) => process.send!(JSON.parse(JSON.stringify(t, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))) as Totals),
+      (err: unknown) => {
+        process.stderr.write(`simulation worker: ${err instanceof Error ? err.stack : String(err)}\n`);
+        process.exit(1);
+      },
+    );
+  });
 }
 
 async function main(): Promise<void> {
   const env = process.env;
+  if (env.SIM_CHILD === 'pool') {
+    poolWorker();
+    return;
+  }
   if (env.SIM_SEED !== undefined && env.SIM_SEED !== '') {
     const seed = Number(env.SIM_SEED);
     const r = await runScenario(seed);
@@ -117,7 +185,9 @@ async function main(): Promise<void> {
   }
   const started = Date.now();
   if (seconds > 0) process.stdout.write(`soaking for ${seconds} s from seed ${firstSeed} on ${jobs} job(s)\n`);
-  const totals = jobs > 1 ? await runJobs(jobs, firstSeed, count, seconds) : await runHere(firstSeed, count, seconds, true);
+  const totals = jobs <= 1 ? await runHere(firstSeed, count, seconds, true)
+    : seconds > 0 ? await runJobs(jobs, firstSeed, count, seconds)
+      : await runPool(jobs, firstSeed, count, (f) => process.stdout.write(`${formatViolation(f.seed, f.violation!)}\n`));
   process.stdout.write(`${summary(totals, Date.now() - started)}\n`);
   if (totals.failures.length > 0) {
     process.stdout.write(`failing seeds: ${totals.failures.map((f) => f.seed).join(' ')}\n`);

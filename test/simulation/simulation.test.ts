@@ -1,12 +1,18 @@
+import os from 'node:os';
 import { expect } from 'chai';
 import type { TestBug } from '../../src/core/test-bugs.js';
-import { add, emptyTotals, networkFaults, summary } from './run.js';
+import { add, emptyTotals, networkFaults, runPool, summary, type Totals } from './run.js';
 import { formatViolation, runScenario, type Invariant } from './scenario.js';
 
 // The deterministic simulation (test/simulation/README.md): the real protocol code under crashes
-// and network faults, driven by one seed. `make sim` runs many more seeds than this suite does.
+// and network faults, driven by one seed. The suite runs as many seeds as `make sim`, spread over
+// one worker process per core (SIM_JOBS); SIM_TEST_SCENARIOS=n runs fewer or more.
 
-const SUITE_SCENARIOS = Number(process.env.SIM_TEST_SCENARIOS ?? 300);
+const SUITE_SCENARIOS = Number(process.env.SIM_TEST_SCENARIOS ?? 2000);
+const SUITE_JOBS = Number(process.env.SIM_JOBS ?? os.availableParallelism());
+/** The faults really happen (a run without them would prove nothing): on average per scenario at least */
+const CRASHES_MIN_PER_SCENARIO = 5;
+const NETWORK_FAULTS_MIN_PER_SCENARIO = 50;
 /** A broken variant must be caught within this many seeds. */
 const DETECTION_SEEDS_MAX = 30;
 
@@ -23,16 +29,22 @@ describe('deterministic simulation', function () {
     expect(c.hash).to.not.equal(a.hash);
   });
 
-  it(`${SUITE_SCENARIOS} seeded scenarios keep every invariant`, async () => {
-    const totals = emptyTotals();
+  it(`${SUITE_SCENARIOS} seeded scenarios keep every invariant, with at least ${CRASHES_MIN_PER_SCENARIO * SUITE_SCENARIOS} node crashes `
+    + `and ${NETWORK_FAULTS_MIN_PER_SCENARIO * SUITE_SCENARIOS} network faults`, async () => {
     const started = Date.now();
-    for (let seed = 1; seed <= SUITE_SCENARIOS; seed++) add(totals, await runScenario(seed));
-    process.stdout.write(`      ${summary(totals, Date.now() - started).split('\n').join('\n      ')}\n`);
+    let totals: Totals;
+    if (SUITE_JOBS > 1) {
+      totals = await runPool(SUITE_JOBS, 1, SUITE_SCENARIOS);
+    } else {
+      totals = emptyTotals();
+      for (let seed = 1; seed <= SUITE_SCENARIOS; seed++) add(totals, await runScenario(seed));
+    }
+    process.stdout.write(`      ${summary(totals, Date.now() - started).split('\n').join('\n      ')} (${SUITE_JOBS} job(s))\n`);
     const first = totals.failures[0];
     expect(first?.violation && formatViolation(first.seed, first.violation)).to.equal(undefined);
-    // The faults really happen (a run without them would prove nothing).
-    expect(totals.crashes).to.be.greaterThan(4 * SUITE_SCENARIOS);
-    expect(networkFaults(totals)).to.be.greaterThan(30 * SUITE_SCENARIOS);
+    expect(totals.scenarios).to.equal(SUITE_SCENARIOS);
+    expect(totals.crashes).to.be.at.least(CRASHES_MIN_PER_SCENARIO * SUITE_SCENARIOS);
+    expect(networkFaults(totals)).to.be.at.least(NETWORK_FAULTS_MIN_PER_SCENARIO * SUITE_SCENARIOS);
   });
 
   const variants: ReadonlyArray<readonly [TestBug, readonly Invariant[]]> = [
