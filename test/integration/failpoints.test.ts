@@ -194,7 +194,9 @@ describe('failpoints: crash at every step, restart, nothing lost or doubled', fu
       { idempotencyKey: key, toBank: 'BankB', toUsername: 'bob', amountMinor: 777n, currency: 'EUR' },
       { metadata: sessions.alice! },
     ).catch(() => undefined);
-    expect(await armed.exited).to.equal('SIGKILL');
+    // Bounded, with the armed gateway's output on failure (an unbounded wait once hung CI for 120 s).
+    const exit = await Promise.race([armed.exited, new Promise((r) => setTimeout(() => r('still running'), EXIT_WAIT_MS).unref())]);
+    expect(exit, armed.output()).to.equal('SIGKILL');
     // BankB dies too; the gateway comes back, commits at BankA, and keeps trying BankB.
     await cluster.stopBank('BankB', 'SIGKILL');
     await cluster.startGateway();
