@@ -242,15 +242,44 @@ export class Cluster {
   }
 }
 
-/** A port free right now on 127.0.0.1 (the OS picks it; the listener is closed again). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** Lowest port the kernel hands out as an outgoing connection's source port (Linux; else the IANA start). */
+function ephemeralLow(): number {
+  try {
+    return Number(fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768;
+  } catch {
+    return 32768;
+  }
+}
+/** Reserved ports lie in [RESERVED_PORT_MIN, ephemeral low). */
+const RESERVED_PORT_MIN = 10_000;
+const handedOut = new Set<number>();
+/** Ports tried before giving up (the range holds ~20,000). */
+const FREE_PORT_ATTEMPTS_MAX = 1000;
+
+/**
+ * A port free right now on 127.0.0.1, for a node started a little later. Chosen below the
+ * ephemeral range: a port the OS picked (listen on 0) can be taken in between as the source port
+ * of any outgoing connection (a busy machine makes thousands), which failed a node's listen with
+ * EADDRINUSE. Never the same port twice in one process.
+ */
+export async function freePort(): Promise<number> {
+  const high = ephemeralLow();
+  for (let attempt = 0; attempt < FREE_PORT_ATTEMPTS_MAX; attempt++) {
+    const port = RESERVED_PORT_MIN + Math.floor(Math.random() * (high - RESERVED_PORT_MIN));
+    if (handedOut.has(port)) continue;
+    if (await canListen(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error(`no free port on 127.0.0.1 in [${RESERVED_PORT_MIN}, ${high}) after ${FREE_PORT_ATTEMPTS_MAX} tries`);
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
 }
 
