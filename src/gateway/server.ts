@@ -98,7 +98,8 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     const server = createNodeServer(logger, {
       peerIdentityServices: [GatewayServiceDefinition.fullName, CoordinatorServiceDefinition.fullName],
       maxReceiveMessageBytes: limits.maxReceiveMessageBytes,
-      rpcMetrics: metrics.rpc,
+      // Counted only when someone can scrape them: no per-call work otherwise.
+      ...(endpoint ? { rpcMetrics: metrics.rpc } : {}),
     });
     // Health stays outside the role and token checks so that Consul's checks (any certificate of our CA) reach it.
     server.add(guardDecode(HealthDefinition), HealthServiceImpl(health));
