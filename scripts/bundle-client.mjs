@@ -1,23 +1,27 @@
-// Bundles the compiled client (dist/bin/client.js, from tsc) into dist/client/: one small entry
-// plus chunks split at the CLI's lazy imports, so a call reads a few files instead of ~400 modules
-// (start-up is most of a CLI call's time). Native modules stay external. Run by `npm run build`.
+// Bundles the compiled client (dist/bin/client.js, from tsc) into ONE CommonJS file,
+// dist/client/bundle.cjs, started by dist/client/client.cjs (scripts/client-loader.cjs) with a V8
+// code cache: start-up is most of a CLI call, and one script with a cache beats ~400 modules (or
+// a few chunks) compiled afresh on every call. Native modules stay external. Run by `npm run build`.
 import fs from 'node:fs';
 import { build } from 'esbuild';
 
-// Chunk names carry content hashes: clear the old ones.
+// A rebuild must never meet the previous bundle's code cache: clear the folder.
 fs.rmSync('dist/client', { recursive: true, force: true });
 await build({
   entryPoints: ['dist/bin/client.js'],
-  outdir: 'dist/client',
-  entryNames: '[name]',
-  chunkNames: 'chunks/[name]-[hash]',
+  outfile: 'dist/client/bundle.cjs',
   bundle: true,
-  splitting: true,
-  format: 'esm',
+  format: 'cjs',
   platform: 'node',
   target: 'node20',
   external: ['better-sqlite3', 'argon2'],
-  // The bundled CommonJS packages (grpc-js, winston ...) call require().
-  banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+  // Identifiers stay readable in an internal error's stack; whitespace and syntax shrink the file.
+  minifyWhitespace: true,
+  minifySyntax: true,
+  // The few import.meta.url uses (files beside the code) get the bundle's own URL.
+  define: { 'import.meta.url': '__bundleUrl' },
+  banner: { js: "const __bundleUrl = require('node:url').pathToFileURL(__filename).href;" },
   logLevel: 'warning',
 });
+fs.copyFileSync('scripts/client-loader.cjs', 'dist/client/client.cjs');
+fs.chmodSync('dist/client/client.cjs', 0o755);
