@@ -3,11 +3,14 @@ import { randomUUID } from 'node:crypto';
 import { Status } from 'nice-grpc';
 import { TransferStatus } from '../../src/gen/payments/v1/gateway.js';
 import { expectFailure } from '../helpers/expect-failure.js';
-import { Cluster, eventually } from '../helpers/cluster.js';
+import { bearer, Cluster, eventually } from '../helpers/cluster.js';
+import { ConsulAgent } from '../helpers/consul.js';
+import { PostgresServer } from '../helpers/postgres.js';
 
 // The Prometheus endpoints of a running system (gateway + two banks as processes, static
 // discovery): each node serves GET /metrics on an ephemeral loopback port (metricsPort 0), and its
-// counters move with a transfer; the endpoint goes away when its node stops.
+// counters move with a transfer; the endpoint goes away when its node stops. Then the paths static
+// discovery and SQLite do not take: a gateway over PostgreSQL with Consul discovery.
 
 const BANKS = ['BankA', 'BankB'] as const;
 
@@ -154,5 +157,80 @@ describe('metrics: a Prometheus endpoint on every node', function () {
     expect(refused, 'a scrape after the gateway stopped').to.be.instanceOf(Error);
     // The banks still answer.
     expect(await scrape(ports.get('BankA')!)).to.have.length.greaterThan(0);
+  });
+});
+
+describe('metrics: a gateway over PostgreSQL with Consul discovery', function () {
+  this.timeout(120_000);
+  let pg: PostgresServer;
+  let agent: ConsulAgent;
+  let cluster: Cluster;
+  let port: number;
+
+  before(async () => {
+    pg = await PostgresServer.start();
+    cluster = await Cluster.create({
+      banks: [...BANKS],
+      gatewayInstances: ['g1'],
+      postgres: { host: '127.0.0.1', port: pg.port, database: 'payments', user: 'payments' },
+      gateway: { metricsPort: 0 },
+      consul: {},
+    });
+    agent = await ConsulAgent.start(cluster.certsDir);
+    cluster.config.consul = { fallbackToStatic: false, ...agent.nodeSettings() };
+    cluster.writeConfig();
+    await cluster.reservePorts();
+    await cluster.addUser('BankA', 'alice', 'EUR', '100.00');
+    await cluster.addUser('BankB', 'bob', 'EUR', '100.00');
+    for (const b of BANKS) await cluster.startBank(b);
+    port = (await cluster.startGatewayInstance('g1')).metricsPort!;
+  });
+
+  after(async () => {
+    await cluster?.close();
+    await agent?.close();
+    await pg?.stop();
+  });
+
+  const watchUp = (samples: readonly Sample[]) => samples.filter((s) => s.name === 'payments_consul_watch_up');
+
+  it('times the PostgreSQL log\'s group commits of a transfer', async () => {
+    const before = await scrape(port);
+    const login = await cluster.instanceClient('g1').login({ bank: 'BankA', username: 'alice', password: cluster.passwordOf('BankA', 'alice') });
+    const res = await cluster.instanceClient('g1').createTransfer(
+      { idempotencyKey: randomUUID(), toBank: 'BankB', toUsername: 'bob', amountMinor: 700n, currency: 'EUR' },
+      { metadata: bearer(login.accessToken) });
+    expect(res.transfer?.status).to.equal(TransferStatus.TRANSFER_STATUS_COMMITTED);
+    let now: Sample[] = [];
+    await eventually(async (note) => {
+      now = await scrape(port);
+      const unfinished = total(now, 'payments_transfers_unfinished');
+      note(`unfinished ${unfinished}`);
+      return unfinished === 0 && total(now, 'payments_transfers_total', { outcome: 'committed' }) - total(before, 'payments_transfers_total', { outcome: 'committed' }) === 1;
+    }, 20_000, 'the transfer finished at g1');
+    const moved = (name: string, labels: Record<string, string> = {}) => total(now, name, labels) - total(before, name, labels);
+    // Begin and decision at least, each in a PostgreSQL transaction of its own or shared.
+    expect(moved('payments_group_commit_batch_size_sum')).to.be.at.least(2);
+    expect(moved('payments_group_commit_duration_seconds_count', { result: 'ok' })).to.be.greaterThan(0);
+    expect(moved('payments_group_commit_duration_seconds_count', { result: 'failed' })).to.equal(0);
+    expect(moved('payments_group_commit_duration_seconds_sum')).to.be.greaterThan(0);
+  });
+
+  it('says whether its Consul watches get answers: 1, 0 while the agent is down, 1 again', async () => {
+    const up = watchUp(await scrape(port));
+    expect(up.map((s) => s.labels.service), 'watched services').to.include('payments-bank');
+    expect(up.every((s) => s.value === 1), JSON.stringify(up)).to.equal(true);
+    await agent.stop('SIGKILL');
+    await eventually(async (note) => {
+      const now = watchUp(await scrape(port));
+      note(JSON.stringify(now));
+      return now.length > 0 && now.every((s) => s.value === 0);
+    }, 30_000, 'every watch reported down');
+    await agent.launch();
+    await eventually(async (note) => {
+      const now = watchUp(await scrape(port));
+      note(JSON.stringify(now));
+      return now.length > 0 && now.every((s) => s.value === 1);
+    }, 30_000, 'every watch reported up again');
   });
 });
