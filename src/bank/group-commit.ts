@@ -39,6 +39,11 @@ export class LedgerGroupCommit {
     return Promise.all(ops.map((op) => this.submit(op)));
   }
 
+  /** Runs `listener` after each group commit is durable, once its callers have their answers. */
+  onFlushed(listener: () => void): void {
+    this.group.onFlushed(listener);
+  }
+
   /** Performs what is queued now (also before the ledger closes). */
   flush(): Promise<void> {
     return this.group.flush();

@@ -192,6 +192,10 @@ export class Ledger {
       inDoubtLegs: db.prepare(
         `SELECT COUNT(*) AS n FROM transactions t JOIN legs l ON l.tx_id = t.id WHERE t.state = 'prepared'`,
       ),
+      // Through the partial index transactions_prepared: as many rows as legs in flight, not history.
+      preparedOf: db.prepare(
+        `SELECT l.tx_id FROM transactions t JOIN legs l ON l.tx_id = t.id WHERE t.state = 'prepared' AND l.username = ?`,
+      ),
       preparedBefore: db.prepare(
         `SELECT id FROM transactions WHERE state = 'prepared' AND created_at < ? ORDER BY created_at, id LIMIT ?`,
       ),
@@ -343,6 +347,11 @@ export class Ledger {
   /** Legs prepared here and not yet committed or aborted (the partial index transactions_prepared). */
   inDoubtLegCount(): number {
     return Number((this.sql.inDoubtLegs.get() as Row).n);
+  }
+
+  /** Ids of the transactions with a leg of `username` prepared here and not yet committed or aborted. */
+  preparedTxIdsOf(username: string): string[] {
+    return (this.sql.preparedOf.all(username) as Row[]).map((r) => r.tx_id as string);
   }
 
   /** Ids of transactions prepared before `beforeMs` and still undecided here, oldest first. */

@@ -16,6 +16,7 @@ import type { GroupCommitObserver } from '../core/group-commit.js';
 import { LedgerGroupCommit } from './group-commit.js';
 import type { Ledger, HistoryRow, LedgerOpResult } from './ledger.js';
 import { decodePageToken, encodePageToken } from './page-token.js';
+import { SettledReads, type SettledReadsLimits } from './settled-reads.js';
 import type { Leg, PrepareAction, TxState } from './participant.js';
 import { PASSWORD_LENGTH_MAX_CHARS, primeUnknownUserHash, verifyPassword } from './passwords.js';
 import { legFromRequest, requireName, requireTxId } from './validate.js';
@@ -23,7 +24,7 @@ import { legFromRequest, requireName, requireTxId } from './validate.js';
 // The bank's gRPC service: validates input, calls the ledger, maps results to messages.
 // Votes of NO are answers (vote=VOTE_NO + reason), not errors; other failures throw AppError.
 
-export interface BankServiceLimits {
+export interface BankServiceLimits extends SettledReadsLimits {
   readonly historyPageSizeDefault: number;
   readonly historyPageSizeMax: number;
   /** Items (legs or transaction ids) one PrepareBatch / CommitBatch / AbortBatch may carry. */
@@ -99,6 +100,9 @@ export function bankService(
   const passwordChecks = new ConcurrencyLimit(limits.passwordChecksMax, limits.passwordCheckQueueMax);
   // Every 2PC operation, single or batched, goes through one group commit (one fsync per turn).
   const group = new LedgerGroupCommit(ledger, limits, clock, groupCommitObserver);
+  // Balance and history reads wait for the legs prepared before them (src/bank/settled-reads.ts).
+  const reads = new SettledReads(ledger, limits, clock);
+  group.onFlushed(() => reads.recheck());
   const prepared = (leg: Leg, r: LedgerOpResult): Result<PrepareAction> => {
     assert(typeof r === 'object', `prepare of ${leg.txId} answered ${typeof r === 'string' ? r : 'a result'}`);
     // The leg (a debit's hold) is durable and the YES vote not yet sent.
@@ -133,6 +137,7 @@ export function bankService(
 
     async getBalance(req) {
       const username = requireName('username', req.username);
+      await reads.settled(username);
       const account = ledger.account(username);
       if (!account) throw new AppError('ACCOUNT_NOT_FOUND', `no account "${username}" at this bank`);
       return {
@@ -152,6 +157,7 @@ export function bankService(
         if (!decoded.ok) throw AppError.from(decoded);
         beforeSeq = decoded.value;
       }
+      await reads.settled(username);
       const page = ledger.history(username, pageSize, beforeSeq);
       if (!page.ok) throw AppError.from(page);
       const next = page.value.nextBeforeSeq;

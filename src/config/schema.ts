@@ -117,8 +117,12 @@ export const ConfigSchema = z.strictObject({
     phase2CallTimeoutMs: positiveMs.default(2000),
     commitRetryIntervalMs: positiveMs.default(100),
     commitRetryMaxIntervalMs: positiveMs.default(5000),
-    /** How long CreateTransfer waits for commit acks before answering COMMITTED anyway. */
-    replyAckWaitMs: positiveMs.default(2000),
+    /**
+     * How long CreateTransfer waits for the banks' commit acks after its durable decision before
+     * answering COMMITTED anyway; 0 (the default) = answer at the durable decision, one round trip
+     * earlier (the banks' reads wait for such transfers: bank.readSettleWaitMaxMs).
+     */
+    replyAckWaitMs: z.number().int().min(0).max(60_000).default(0),
     bankCallTimeoutMs: positiveMs.default(3000),
     /**
      * Attempts for a bank read or login that fails with UNAVAILABLE (1 = no retry). The defaults
@@ -192,6 +196,14 @@ export const ConfigSchema = z.strictObject({
     passwordChecksMax: z.number().int().positive().max(64).default(2),
     /** Password checks waiting for a slot; beyond it Authenticate answers RESOURCE_EXHAUSTED BANK_BUSY. */
     passwordCheckQueueMax: z.number().int().min(0).max(10_000).default(32),
+    /**
+     * A balance or history read first waits this long at most for the account's legs prepared
+     * before it to be committed or aborted (the gateway answers COMMITTED at its durable decision,
+     * one round trip before the banks apply it); 0 = reads never wait. See src/bank/settled-reads.ts.
+     */
+    readSettleWaitMaxMs: z.number().int().min(0).max(60_000).default(1000),
+    /** Reads waiting so at once; beyond it such a read answers RESOURCE_EXHAUSTED BANK_BUSY. */
+    readSettleWaitersMax: z.number().int().min(0).max(100_000).default(1024),
   }).prefault({}),
   client: z.strictObject({
     gatewayAddress: z.string().min(1).default('localhost:50050'),

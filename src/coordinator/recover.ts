@@ -56,7 +56,7 @@ function recoverOne(row: DurableTx): { phase: Phase; effects: Effect[] } {
         };
       }
       return {
-        phase: { kind: 'committing', tx, durable: true, awaiting: new Set(row.awaiting), replyAtMs: 0, replied: true },
+        phase: { kind: 'committing', tx, durable: true, awaiting: new Set(row.awaiting), replyWhenDurable: false, replyAtMs: 0, replied: true },
         effects: row.awaiting.map((bank) => ({ type: 'send', rpc: 'commit', bank })),
       };
     }

@@ -168,6 +168,7 @@ function decideCommit(tx: Tx, nowMs: number, limits: Limits): StepResult {
     tx,
     durable: false,
     awaiting: new Set(awaiting),
+    replyWhenDurable: limits.replyAckWaitMs === 0,
     replyAtMs: nowMs + limits.replyAckWaitMs,
     replied: false,
   };
@@ -187,6 +188,10 @@ function decisionDurable(phase: Committing | Aborting): StepResult {
   assert(!phase.durable, `transaction ${tx.id}: decision persisted twice`);
   if (phase.kind === 'committing') {
     const effects: Effect[] = [...phase.awaiting].map((bank) => ({ type: 'send', rpc: 'commit', bank }));
+    // The decision is final once durable: the caller may hear COMMITTED with the Commits leaving.
+    if (phase.replyWhenDurable && !phase.replied) {
+      return { phase: { ...phase, durable: true, replied: true }, effects: [...effects, { type: 'reply', outcome: { kind: 'committed' } }] };
+    }
     return { phase: { ...phase, durable: true }, effects };
   }
   const reply: Effect[] = phase.replied ? [] : [{ type: 'reply', outcome: { kind: 'aborted', failure: phase.failure } }];

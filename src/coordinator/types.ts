@@ -52,7 +52,12 @@ export type Phase =
       readonly durable: boolean;
       /** Banks whose Commit is not acknowledged yet. */
       readonly awaiting: ReadonlySet<BankId>;
-      /** When to answer COMMITTED even if some bank has not acknowledged (the decision is final). */
+      /**
+       * Answer COMMITTED as soon as the decision is durable (replyAckWaitMs 0, the default: the
+       * banks' reads wait for the legs prepared before them, src/bank/settled-reads.ts).
+       */
+      readonly replyWhenDurable: boolean;
+      /** Else when to answer COMMITTED even if some bank has not acknowledged (the decision is final). */
       readonly replyAtMs: number;
       readonly replied: boolean;
     }
@@ -135,7 +140,10 @@ export type Effect =
 
 export interface Limits {
   readonly prepareTimeoutMs: number;
-  /** How long after a commit decision the caller waits for acknowledgements before the reply. */
+  /**
+   * How long after a durable commit decision the caller waits for acknowledgements before the
+   * reply; 0 = answered at once.
+   */
   readonly replyAckWaitMs: number;
 }
 

@@ -49,7 +49,7 @@ export const REASON_CODES = {
   OVERLOADED: 'RESOURCE_EXHAUSTED',
   /** Too many failed logins for the account or from the caller: wait for the RetryInfo delay. */
   LOGIN_THROTTLED: 'RESOURCE_EXHAUSTED',
-  /** A bank's password checks and their queue are full (bank.passwordChecksMax, passwordCheckQueueMax). */
+  /** A bank's password checks and their queue are full (bank.passwordChecksMax, passwordCheckQueueMax), or its reads waiting for transfers to settle (readSettleWaitersMax). */
   BANK_BUSY: 'RESOURCE_EXHAUSTED',
   INTERNAL: 'INTERNAL',
 } as const satisfies Record<string, Code>;

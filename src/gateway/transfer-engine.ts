@@ -78,7 +78,7 @@ export class TransferEngine implements Transfers {
 
   constructor(options: TransferEngineOptions) {
     const { limits } = options;
-    assert(limits.prepareTimeoutMs > 0 && limits.replyAckWaitMs > 0, 'transfer engine: timeouts must be positive');
+    assert(limits.prepareTimeoutMs > 0 && limits.replyAckWaitMs >= 0, 'transfer engine: prepareTimeoutMs must be positive, replyAckWaitMs >= 0');
     assert(limits.commitRetryIntervalMs > 0 && limits.commitRetryIntervalMs <= limits.commitRetryMaxIntervalMs,
       'transfer engine: need 0 < commitRetryIntervalMs <= commitRetryMaxIntervalMs');
     assert(limits.inFlightTransfersMax > 0, 'transfer engine: inFlightTransfersMax must be positive');

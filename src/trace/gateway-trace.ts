@@ -152,8 +152,7 @@ export class GatewayTrace {
     const r = this.recorder;
     // A replay (no begin record here) or a run whose marks are incomplete is counted, not timed.
     if (begin.enqueuedAt === undefined || begin.durableAt === undefined || m.prepareSentAt === undefined
-      || m.lastVoteAt === undefined || decision.enqueuedAt === undefined || decision.durableAt === undefined
-      || m.commitSentAt === undefined) {
+      || m.lastVoteAt === undefined || decision.enqueuedAt === undefined || decision.durableAt === undefined) {
       r.count('committed_untimed');
       return;
     }
@@ -164,13 +163,20 @@ export class GatewayTrace {
     r.record('prepare_rtt', m.lastVoteAt - m.prepareSentAt);
     r.record('decide', decision.enqueuedAt - m.lastVoteAt);
     r.record('decision_flush', decision.durableAt - decision.enqueuedAt);
-    r.record('commit_dispatch', m.commitSentAt - decision.durableAt);
-    if (m.lastAckAt !== undefined && m.lastAckAt <= answeredAt) {
+    if (m.commitSentAt === undefined || m.commitSentAt > answeredAt) {
+      // Answered at the durable decision (replyAckWaitMs 0), the Commits still on their way.
+      r.count('replied_at_decision');
+      r.record('commit_dispatch', answeredAt - decision.durableAt);
+      r.record('commit_rtt', 0);
+      r.record('reply', 0);
+    } else if (m.lastAckAt !== undefined && m.lastAckAt <= answeredAt) {
+      r.record('commit_dispatch', m.commitSentAt - decision.durableAt);
       r.record('commit_rtt', m.lastAckAt - m.commitSentAt);
       r.record('reply', answeredAt - m.lastAckAt);
     } else {
       // Answered before every bank acknowledged (replyAckWaitMs).
       r.count('replied_before_acks');
+      r.record('commit_dispatch', m.commitSentAt - decision.durableAt);
       r.record('commit_rtt', answeredAt - m.commitSentAt);
       r.record('reply', 0);
     }

@@ -41,12 +41,12 @@ interface UserRecord {
 
 const CALL_LIMITS = { callTimeoutMs: 10_000, retryMaxAttempts: 1, retryBaseDelayMs: 50, retryMaxDelayMs: 500 };
 /**
- * The tests' reads from a bank that may just have restarted: grpc-js fails calls fast while the
+ * The tests' calls to a node that may just have restarted: grpc-js fails calls fast while the
  * channel is in reconnect back-off (up to 1 s, src/grpc/client.ts), so UNAVAILABLE is retried
- * for longer than that (equal jitter: at least 50+100+200+400+500+500 ms before giving up).
- * Only safe because the tests call banks with reads, prepares and aborts, all idempotent.
+ * for longer than that (equal jitter: at least 50+100+200+400+500+500 ms before giving up). The
+ * retry middleware repeats only methods the proto marks IDEMPOTENT or NO_SIDE_EFFECTS.
  */
-const BANK_CALL_LIMITS = { callTimeoutMs: 10_000, retryMaxAttempts: 8, retryBaseDelayMs: 100, retryMaxDelayMs: 1000 };
+const RESTART_TOLERANT_LIMITS = { callTimeoutMs: 10_000, retryMaxAttempts: 8, retryBaseDelayMs: 100, retryMaxDelayMs: 1000 };
 
 export class Cluster {
   readonly dir: string;
@@ -117,6 +117,14 @@ export class Cluster {
   instanceClient(id: string, identity = 'client') {
     const c = createNodeClient(GatewayServiceDefinition, `localhost:${this.instancePorts.get(id)}`,
       loadTls(this.certsDir, identity), silentLogger(), CALL_LIMITS);
+    this.clients.push(c);
+    return c.client;
+  }
+
+  /** A client of one gateway instance whose reads ride out its restart (RESTART_TOLERANT_LIMITS). */
+  instanceReader(id: string, identity = 'client') {
+    const c = createNodeClient(GatewayServiceDefinition, `localhost:${this.instancePorts.get(id)}`,
+      loadTls(this.certsDir, identity), silentLogger(), RESTART_TOLERANT_LIMITS);
     this.clients.push(c);
     return c.client;
   }
@@ -204,9 +212,17 @@ export class Cluster {
     return c.client;
   }
 
+  /** A client of the gateway whose reads ride out its restart (RESTART_TOLERANT_LIMITS). */
+  gatewayReader(identity = 'client') {
+    const c = createNodeClient(GatewayServiceDefinition, `localhost:${this.config.gateway.port}`,
+      loadTls(this.certsDir, identity), silentLogger(), RESTART_TOLERANT_LIMITS);
+    this.clients.push(c);
+    return c.client;
+  }
+
   bankClient(bank: string, identity = 'gateway') {
     const c = createNodeClient(BankServiceDefinition, `localhost:${this.config.banks[bank].port}`,
-      loadTls(this.certsDir, identity), silentLogger(), BANK_CALL_LIMITS);
+      loadTls(this.certsDir, identity), silentLogger(), RESTART_TOLERANT_LIMITS);
     this.clients.push(c);
     return c.client;
   }

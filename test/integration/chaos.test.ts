@@ -66,7 +66,7 @@ function chooser(seed: number) {
 
 const TIMINGS = {
   gateway: {
-    prepareTimeoutMs: 2000, replyAckWaitMs: 300, commitRetryIntervalMs: 50, commitRetryMaxIntervalMs: 500,
+    prepareTimeoutMs: 2000, commitRetryIntervalMs: 50, commitRetryMaxIntervalMs: 500,
     phase2CallTimeoutMs: 800, bankCallTimeoutMs: 2000, shutdownGraceMs: 1000,
     leaseMs: 1500, leaseRenewIntervalMs: 500, takeoverIntervalMs: 250,
   },
@@ -110,7 +110,8 @@ for (const mode of ['single', 'cluster'] as const) {
       const gatewayNodes: readonly string[] = mode === 'single' ? ['gateway'] : GATEWAYS;
       /** A client of each gateway instance (one in single mode). */
       const clients = new Map(gatewayNodes.map((g) => [g, mode === 'single' ? gatewayOf(cluster) : cluster.instanceClient(g)]));
-      const anyGateway = clients.get(gatewayNodes[0]!)!;
+      // The checks' reads, at a gateway the killer may have restarted a moment ago.
+      const anyGateway = mode === 'single' ? cluster.gatewayReader() : cluster.instanceReader(gatewayNodes[0]!);
 
       const accounts: Account[] = cluster.users.map((u) => ({ bank: u.bank, username: u.username }));
       for (const a of accounts) {

@@ -7,6 +7,7 @@ import { newTimeOrderedId } from '../../src/core/ids.js';
 import { rng, type Random } from '../../src/core/random.js';
 import { resetTestBugs, testBugs, type TestBugs } from '../../src/core/test-bugs.js';
 import type { AccountRef } from '../../src/core/transfer.js';
+import { validateCreateTransfer } from '../../src/gateway/validate.js';
 import { isBug, SimNetwork, type NetFault, type NetworkProfile } from './network.js';
 import { BankNode, GatewayNode, SimDisk, simBankClients, simDecisionSource, type Observer, type SimLimits } from './nodes.js';
 import { SimTime, type Incarnation } from './sim-clock.js';
@@ -71,7 +72,7 @@ const TRANSIENT = new Set(['TRANSFER_IN_PROGRESS', 'SHUTTING_DOWN', 'OVERLOADED'
 
 const BASE_CONFIG = ConfigSchema.parse({
   gateway: {
-    prepareTimeoutMs: 2000, replyAckWaitMs: 1000, phase2CallTimeoutMs: 1000,
+    prepareTimeoutMs: 2000, phase2CallTimeoutMs: 1000,
     commitRetryIntervalMs: 100, commitRetryMaxIntervalMs: 2000,
   },
   bank: {
@@ -179,7 +180,11 @@ class World implements Observer {
     this.time.onError = (err, where) => this.bug(err, where);
     this.faultMs = between(r, 6000, 16_000);
     this.limits = {
-      gateway: { ...BASE_CONFIG.gateway, bankBatchWindowMs: pick(r, [0, 0, 2]), persistBatchWindowMs: pick(r, [0, 0, 1]) },
+      gateway: {
+        ...BASE_CONFIG.gateway, bankBatchWindowMs: pick(r, [0, 0, 2]), persistBatchWindowMs: pick(r, [0, 0, 1]),
+        // Mostly the default (COMMITTED at the durable decision), sometimes a wait for the acks.
+        replyAckWaitMs: pick(r, [0, 0, 1000]),
+      },
       bank: BASE_CONFIG.bank,
     };
     this.gateway = new GatewayNode(this.time, new SimDisk('gateway'), this.limits.gateway,
@@ -375,11 +380,13 @@ class World implements Observer {
         return;
       }
       if (answer.kind !== 'retry') {
-        if (amountMinor !== record.amountMinor) {
+        // A request the service's validation refuses (an unknown bank) is refused so whatever its key.
+        const refused = answer.kind === 'aborted' && answer.reason === 'BANK_NOT_FOUND';
+        if (amountMinor !== record.amountMinor && !refused) {
           this.violate('one-outcome-per-key', `key ${record.key} reused for another amount was answered ${answer.kind}`, record.key);
           return;
         }
-        record.answers.push(answer);
+        if (amountMinor === record.amountMinor) record.answers.push(answer);
         return;
       }
       await sleep(client.clock, backoffMs(attempt, 200, 3000, client.random));
@@ -388,12 +395,19 @@ class World implements Observer {
 
   private send(client: Client, record: KeyRecord, amountMinor: bigint): Promise<Answer> {
     const label = `create ${record.key} ${client.account.username}@${client.account.bank}->${record.to.username}@${record.to.bank} ${amountMinor}`;
-    const input = { idempotencyKey: record.key, to: record.to, amountMinor, currency: CURRENCY };
+    const request = { idempotencyKey: record.key, toBank: record.to.bank, toUsername: record.to.username, amountMinor, currency: CURRENCY };
     return this.net.call(client, this.gateway, 'CreateTransfer', label, CLIENT_CALL_TIMEOUT_MS, async (): Promise<Answer> => {
       const engine = this.gateway.engine;
       if (!engine) return { kind: 'retry', why: 'gateway down' };
+      // The gateway service's own validation first: a bank discovery does not know (BankZ) is
+      // refused before anything is recorded, as in production.
+      const input = validateCreateTransfer(request, client.account, {
+        maxTransferAmountMinor: BigInt(BASE_CONFIG.gateway.maxTransferAmountMinor),
+        isKnownBank: (bank) => this.banks.has(bank),
+      });
+      if (!input.ok) return { kind: 'aborted', reason: input.reason };
       try {
-        const view = await engine.create(client.account, input);
+        const view = await engine.create(client.account, input.value);
         return { kind: 'committed', txId: view.transactionId };
       } catch (err) {
         if (!(err instanceof AppError)) throw err;
@@ -541,6 +555,8 @@ class World implements Observer {
       this.checks++;
       const row = byKey.get(`${k.owner.bank}/${k.owner.username}/${k.key}`);
       if (!row) {
+        // Refused by validation (an unknown bank): nothing recorded, every answer that refusal.
+        if (k.answers.length > 0 && k.answers.every((a) => a.kind === 'aborted' && a.reason === 'BANK_NOT_FOUND')) continue;
         this.violate('one-outcome-per-key', `key ${k.key} was answered ${k.answers.map((a) => a.kind).join(', ')} but the gateway has no transfer for it`, k.key);
         continue;
       }

@@ -107,7 +107,7 @@ function parseEvent(line: string, tx: Tx): Event {
 }
 
 /** Runs a script; returns the actual transcript, to compare with the script itself. */
-function runScript(script: string, tx: Tx): { expected: string; actual: string } {
+function runScript(script: string, tx: Tx, scriptLimits: Limits = limits): { expected: string; actual: string } {
   const lines = script.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
   const expected = lines.join('\n');
   const out: string[] = [];
@@ -132,7 +132,7 @@ function runScript(script: string, tx: Tx): { expected: string; actual: string }
       continue;
     }
     try {
-      const r = step(phase, parseEvent(line, tx), limits);
+      const r = step(phase, parseEvent(line, tx), scriptLimits);
       phase = r.phase;
       out.push(`> ${renderPhase(r.phase)}`);
       for (const e of r.effects) {
@@ -147,8 +147,8 @@ function runScript(script: string, tx: Tx): { expected: string; actual: string }
   return { expected, actual: out.join('\n') };
 }
 
-function check(script: string, tx: Tx = crossBank): void {
-  const { expected, actual } = runScript(script, tx);
+function check(script: string, tx: Tx = crossBank, scriptLimits: Limits = limits): void {
+  const { expected, actual } = runScript(script, tx, scriptLimits);
   expect(actual).to.equal(expected);
 }
 
@@ -190,6 +190,39 @@ describe('coordinator step (event scripts)', () => {
       tick now=99999
       > committed
     `);
+  });
+
+  it('replyAckWaitMs 0 (the default): COMMITTED with the Commits, once the decision is durable, never before', () => {
+    check(`
+      begin now=1000
+      > preparing votes= deadline=6000 begin-not-durable
+      > persist begin (awaited)
+      persisted begin
+      > preparing votes= deadline=6000
+      > send prepare debit@BankA
+      > send prepare credit@BankB
+      vote debit yes now=1100
+      > preparing votes=debit:yes deadline=6000
+      vote credit yes now=1200
+      > committing awaiting=BankA,BankB replyAt=1200 replied=false decision-not-durable
+      > persist decision commit awaiting=BankA,BankB (awaited)
+      # the reply's deadline has come, but the decision is not durable yet: nothing
+      tick now=1300
+      > committing awaiting=BankA,BankB replyAt=1200 replied=false decision-not-durable
+      persisted decision
+      > committing awaiting=BankA,BankB replyAt=1200 replied=true
+      > send commit BankA
+      > send commit BankB
+      > reply committed
+      ack BankA commit
+      > committing awaiting=BankB replyAt=1200 replied=true
+      > persist ack BankA
+      tick now=1400
+      > committing awaiting=BankB replyAt=1200 replied=true
+      ack BankB commit
+      > committed
+      > persist completed committed
+    `, crossBank, { ...limits, replyAckWaitMs: 0 });
   });
 
   it('same-bank, all yes: both legs prepared at one bank, one Commit', () => {

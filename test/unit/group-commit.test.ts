@@ -144,7 +144,7 @@ describe('group commit', () => {
     });
 
     it('answers PrepareBatch / CommitBatch / AbortBatch item by item; a malformed leg is a NO alone', async () => {
-      const service = bankService(ledger, { historyPageSizeDefault: 20, historyPageSizeMax: 100, batchItemsMax: 8, groupCommitOpsMax: 64, groupCommitWindowMs: 0, passwordChecksMax: 1, passwordCheckQueueMax: 0 }, systemClock);
+      const service = bankService(ledger, { historyPageSizeDefault: 20, historyPageSizeMax: 100, batchItemsMax: 8, groupCommitOpsMax: 64, groupCommitWindowMs: 0, passwordChecksMax: 1, passwordCheckQueueMax: 0, readSettleWaitMaxMs: 1000, readSettleWaitersMax: 16 }, systemClock);
       const ctx = {} as never;
       const [t1, t2, t3] = [newId(), newId(), newId()];
       const item = (transactionId: string, kind: LegKind, username: string, amountMinor: bigint) => ({
