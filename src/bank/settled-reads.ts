@@ -11,6 +11,8 @@ import type { Ledger } from './ledger.js';
 // wait is bounded (readSettleWaitMaxMs); past it the read answers what the ledger holds then (a
 // transfer whose coordinator is gone stays a hold, shown in `available`). The set of waiting
 // reads is bounded too (readSettleWaitersMax); beyond it a read that would wait is BANK_BUSY.
+// Waiters are rechecked after each group commit of the ledger; a leg the in-doubt resolver settles
+// (termination.ts, outside the group commit) releases its readers at their bound at the latest.
 
 export interface SettledReadsLimits {
   /** How long a read waits for the legs prepared before it; 0 = never waits. */
@@ -34,11 +36,6 @@ export class SettledReads {
     private readonly clock: Clock,
   ) {
     assert(limits.readSettleWaitMaxMs >= 0 && limits.readSettleWaitersMax >= 0, 'settled reads: bounds must be >= 0');
-  }
-
-  /** Reads waiting now. */
-  get waiting(): number {
-    return this.waiters.size;
   }
 
   /** Resolves once every leg of `username` prepared before this call is settled here, or after the bound. */
