@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import { Status } from 'nice-grpc';
 import { TransferStatus } from '../../src/gen/payments/v1/gateway.js';
+import { reasonOf } from '../../src/grpc/errors.js';
 import { expectFailure } from '../helpers/expect-failure.js';
 import { bearer, Cluster, eventually } from '../helpers/cluster.js';
 import { ConsulAgent } from '../helpers/consul.js';
@@ -197,10 +198,23 @@ describe('metrics: a gateway over PostgreSQL with Consul discovery', function ()
   it('times the PostgreSQL log\'s group commits of a transfer', async () => {
     const before = await scrape(port);
     const login = await cluster.instanceClient('g1').login({ bank: 'BankA', username: 'alice', password: cluster.passwordOf('BankA', 'alice') });
-    const res = await cluster.instanceClient('g1').createTransfer(
-      { idempotencyKey: randomUUID(), toBank: 'BankB', toUsername: 'bob', amountMinor: 700n, currency: 'EUR' },
-      { metadata: bearer(login.accessToken) });
-    expect(res.transfer?.status).to.equal(TransferStatus.TRANSFER_STATUS_COMMITTED);
+    // The gateway learns of each bank from Consul's health checks: until it has seen BankB passing,
+    // a transfer is refused BANK_UNAVAILABLE before anything is written (so a retry is a new key).
+    let status: TransferStatus | undefined;
+    await eventually(async (note) => {
+      try {
+        const res = await cluster.instanceClient('g1').createTransfer(
+          { idempotencyKey: randomUUID(), toBank: 'BankB', toUsername: 'bob', amountMinor: 700n, currency: 'EUR' },
+          { metadata: bearer(login.accessToken) });
+        status = res.transfer?.status;
+        return true;
+      } catch (e) {
+        if (reasonOf(e) !== 'BANK_UNAVAILABLE') throw e;
+        note('BankB not yet discovered by g1');
+        return false;
+      }
+    }, 20_000, 'g1 to accept a transfer to BankB');
+    expect(status).to.equal(TransferStatus.TRANSFER_STATUS_COMMITTED);
     let now: Sample[] = [];
     await eventually(async (note) => {
       now = await scrape(port);
