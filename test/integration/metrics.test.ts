@@ -199,7 +199,8 @@ describe('metrics: a gateway over PostgreSQL with Consul discovery', function ()
     const before = await scrape(port);
     const login = await cluster.instanceClient('g1').login({ bank: 'BankA', username: 'alice', password: cluster.passwordOf('BankA', 'alice') });
     // The gateway learns of each bank from Consul's health checks: until it has seen BankB passing,
-    // a transfer is refused BANK_UNAVAILABLE before anything is written (so a retry is a new key).
+    // a transfer aborts BANK_UNAVAILABLE with nothing moved (its key keeps that outcome: a retry is
+    // a new key). The committed count below still moves by exactly one.
     let status: TransferStatus | undefined;
     await eventually(async (note) => {
       try {
