@@ -141,6 +141,27 @@ describe('PostgreSQL transfer log (two gateway instances, one real server)', fun
     expect(Number((await pool.query('SELECT epoch FROM transfers WHERE tx_id = $1', [t.id])).rows[0].epoch)).to.equal(2);
   });
 
+  it('renewal never waits for a row its own group commit holds: no deadlock, the locked row is skipped once', async () => {
+    const g1 = open('g1');
+    const [x, y] = [tx(), tx()];
+    expect(await Promise.all([write(g1, { type: 'begin', tx: x }), write(g1, { type: 'begin', tx: y })])).to.deep.equal(['ok', 'ok']);
+    // Another connection plays the group commit's statement midway: x locked, y next.
+    const batch = await pool.connect();
+    try {
+      await batch.query('BEGIN');
+      await batch.query('UPDATE transfers SET updated_at_ms = updated_at_ms + 1 WHERE tx_id = $1', [x.id]);
+      const renewed = g1.leases.renew();
+      // The opposite order: had the renewal taken y and waited for x, this closes a deadlock cycle.
+      await batch.query('UPDATE transfers SET updated_at_ms = updated_at_ms + 1 WHERE tx_id = $1', [y.id]);
+      await batch.query('COMMIT');
+      // x was locked, so only y (or nothing, if it ran after y was locked too) was renewed.
+      expect(await renewed).to.be.at.most(1);
+    } finally {
+      batch.release();
+    }
+    expect(await g1.leases.renew()).to.equal(2);
+  });
+
   it('shares logouts and verify keys between instances', async () => {
     const dirs = [fs.mkdtempSync(path.join(os.tmpdir(), 'pg-tokens-')), fs.mkdtempSync(path.join(os.tmpdir(), 'pg-tokens-'))];
     const limits = { revocationSyncIntervalMs: 50, revocationMaxStalenessMs: 1000 };

@@ -199,14 +199,23 @@ export class PostgresTransferLog implements TransferLog {
    * Renews the transfers this process holds (by id and epoch), not every row naming this instance:
    * a restarted instance must let its previous incarnation's transfers lapse so that a takeover
    * (its own or another instance's) drives them, instead of keeping them leased and undriven.
+   *
+   * It never waits for a row lock (SKIP LOCKED): a row locked now is one this instance's own group
+   * commit is writing, and the two statements lock the same rows in no common order. Waiting made
+   * them deadlock (seen under load: PostgreSQL broke the cycle after deadlock_timeout, 1 s, and the
+   * whole batch of transfers waited that second). A row skipped keeps its lease until the next
+   * renewal, leaseMs / leaseRenewIntervalMs rounds away.
    */
   private async renew(): Promise<number> {
     if (this.epochs.size === 0) return 0;
     const held = [...this.epochs];
     const res = await this.pool.query(
       `UPDATE transfers t SET lease_expires_at = clock_timestamp() + $2 * interval '1 millisecond'
-         FROM unnest($3::text[], $4::bigint[]) AS h(tx_id, epoch)
-        WHERE t.tx_id = h.tx_id AND t.owner_instance = $1 AND t.epoch = h.epoch AND ${UNFINISHED}`,
+         FROM (SELECT r.tx_id FROM transfers r
+                 JOIN unnest($3::text[], $4::bigint[]) AS h(tx_id, epoch) ON r.tx_id = h.tx_id AND r.epoch = h.epoch
+                WHERE r.owner_instance = $1 AND r.${UNFINISHED}
+                  FOR UPDATE OF r SKIP LOCKED) mine
+        WHERE t.tx_id = mine.tx_id`,
       [this.options.instanceId, this.options.leaseMs, held.map(([id]) => id), held.map(([, epoch]) => epoch)]);
     return res.rowCount ?? 0;
   }
