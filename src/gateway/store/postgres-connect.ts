@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { Config } from '../../config/schema.js';
 import type { Logger } from '../../logging/logger.js';
 import { SHARED_STATE_SCHEMA } from '../shared/sql.js';
-import { TRANSFER_LOG_MIGRATIONS } from './postgres.js';
+import { TRANSFER_LOG_HOT_UPDATES, TRANSFER_LOG_SCHEMA } from './postgres.js';
 
 // Connecting the gateway to its shared PostgreSQL: the password from outside config.json, a check
 // that a commit is durable before PostgreSQL acknowledges it, and the schema migrations (applied
@@ -11,8 +11,8 @@ import { TRANSFER_LOG_MIGRATIONS } from './postgres.js';
 
 export type PostgresSettings = Config['gateway']['postgres'];
 
-/** Every migration of the gateway's database, in order: version i+1 is MIGRATIONS[i]. */
-export const MIGRATIONS: readonly string[] = [...TRANSFER_LOG_MIGRATIONS, SHARED_STATE_SCHEMA];
+/** Every migration of the gateway's database, in order: version i+1 is MIGRATIONS[i]. Append only. */
+export const MIGRATIONS: readonly string[] = [TRANSFER_LOG_SCHEMA, SHARED_STATE_SCHEMA, TRANSFER_LOG_HOT_UPDATES];
 
 /** The advisory lock that serialises migrations (an arbitrary constant, the same in every gateway). */
 const MIGRATION_LOCK_KEY = 7_310_202_612;
@@ -56,6 +56,14 @@ export async function connectPostgres(settings: PostgresSettings, logger: Logger
     connectionTimeoutMillis: settings.connectTimeoutMs,
     statement_timeout: settings.statementTimeoutMs,
     application_name: applicationName,
+    // Every statement of the gateway finds its rows by an index. A new log's table is small and
+    // unanalysed for its first minute or so (until autovacuum analyses it), and a plan cached then
+    // (a named statement's generic plan lives as long as its connection) scanned the whole table
+    // for every group commit as it grew: measured on a fresh database under the bench's load, 7.3
+    // million rows read for 7,200 transfers, PostgreSQL at ~6 CPU-s per 10 s and 640/s; with this
+    // setting 1.5 CPU-s and 1,050-1,100/s. A scan stays possible where no index serves (it is only
+    // priced out).
+    options: '-c enable_seqscan=off',
   });
   // An idle connection that breaks (a database restart) must not crash the gateway: the next
   // query opens a new one, and callers see their own query fail meanwhile.
