@@ -9,6 +9,7 @@ import { BankServiceDefinition } from '../../src/gen/bank/v1/bank.js';
 import { CoordinatorServiceDefinition } from '../../src/gen/coordinator/v1/coordinator.js';
 import { GatewayServiceDefinition } from '../../src/gen/payments/v1/gateway.js';
 import { createNodeClient, type NodeClient } from '../../src/grpc/client.js';
+import { reasonOf } from '../../src/grpc/errors.js';
 import { silentLogger } from '../../src/logging/logger.js';
 import { loadTls } from '../../src/tls/credentials.js';
 import { ROOT, runBin, startNode, stopNode, type NodeProcess } from './processes.js';
@@ -337,4 +338,29 @@ export async function eventually(
     }
     await new Promise((r) => setTimeout(r, EVENTUALLY_POLL_MS));
   }
+}
+
+/**
+ * Sends a transfer (each attempt with a new key) until the gateway routes it to a bank it has only
+ * just learnt of through discovery: `BANK_UNAVAILABLE` means not yet (that attempt aborted, nothing
+ * moved, and its key keeps that outcome); the first other answer, or any other error, is returned or
+ * thrown at once.
+ */
+export async function untilRoutable<T>(send: () => Promise<T>, what: string, timeoutMs = 20_000): Promise<T> {
+  let answer: { value: T } | { error: unknown } | undefined;
+  await eventually(async (note) => {
+    try {
+      answer = { value: await send() };
+    } catch (error) {
+      if (reasonOf(error) === 'BANK_UNAVAILABLE') {
+        note('BANK_UNAVAILABLE (the bank not discovered yet)');
+        return false;
+      }
+      answer = { error };
+    }
+    return true;
+  }, timeoutMs, what);
+  if (!answer) throw new Error(`${what}: no answer`);
+  if ('error' in answer) throw answer.error;
+  return answer.value;
 }

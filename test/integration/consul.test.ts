@@ -9,10 +9,9 @@ import { resolveGatewayAddress } from '../../src/discovery/create.js';
 import { ConfigSchema } from '../../src/config/schema.js';
 import { verifyWithJwks } from '../../src/gateway/tokens.js';
 import { TransferStatus } from '../../src/gen/payments/v1/gateway.js';
-import { reasonOf } from '../../src/grpc/errors.js';
 import { expectFailure } from '../helpers/expect-failure.js';
 import { gatewayLog, nodeLog } from '../helpers/logs.js';
-import { Cluster, eventually } from '../helpers/cluster.js';
+import { Cluster, eventually, untilRoutable } from '../helpers/cluster.js';
 import { ConsulAgent, waitFor } from '../helpers/consul.js';
 import { runBin } from '../helpers/processes.js';
 
@@ -104,15 +103,8 @@ describe('consul: registration, health, discovery and trust with a real agent', 
   it('finds a bank started after the gateway, without restarting the gateway', async () => {
     const started = Date.now();
     await cluster.startBank('BankC');
-    await eventually(async () => {
-      try {
-        const r = await transfer(['BankC', 'carol'], 100n);
-        return r.transfer?.status === TransferStatus.TRANSFER_STATUS_COMMITTED;
-      } catch (e) {
-        if (reasonOf(e) !== 'BANK_UNAVAILABLE') throw e;
-        return false;
-      }
-    });
+    const routed = await untilRoutable(() => transfer(['BankC', 'carol'], 100n), 'a transfer to BankC');
+    expect(routed.transfer?.status).to.equal(TransferStatus.TRANSFER_STATUS_COMMITTED);
     console.log(`      BankC usable ${Date.now() - started} ms after its start`);
     await eventually(async () => (await balance('BankC', 'carol')) === 10_100n);
   });
@@ -151,15 +143,8 @@ describe('consul: registration, health, discovery and trust with a real agent', 
     await cluster.startBank('BankB');
     const ms = await waitFor('BankB passing again',
       async () => (await agent.statusOf(BANK_SERVICE, `${BANK_SERVICE}-BankB`)) === 'passing');
-    await eventually(async () => {
-      try {
-        const r = await transfer(['BankB', 'bob'], 200n);
-        return r.transfer?.status === TransferStatus.TRANSFER_STATUS_COMMITTED;
-      } catch (e) {
-        if (reasonOf(e) !== 'BANK_UNAVAILABLE') throw e;
-        return false;
-      }
-    });
+    const routed = await untilRoutable(() => transfer(['BankB', 'bob'], 200n), 'a transfer to BankB');
+    expect(routed.transfer?.status).to.equal(TransferStatus.TRANSFER_STATUS_COMMITTED);
     console.log(`      restarted BankB passing after ${ms} ms and routed to`);
     await eventually(async () => (await balance('BankB', 'bob')) === 101_200n);
   });
@@ -190,15 +175,8 @@ describe('consul: registration, health, discovery and trust with a real agent', 
     await eventually(async () => nodeLog(cluster, 'BankC').some((l) => l.message === 'CA certificate read from consul KV'),
       20_000, 'BankC logging where its CA came from');
     await waitFor('BankC passing', async () => (await agent.statusOf(BANK_SERVICE, `${BANK_SERVICE}-BankC`)) === 'passing');
-    await eventually(async () => {
-      try {
-        const r = await transfer(['BankC', 'carol'], 100n);
-        return r.transfer?.status === TransferStatus.TRANSFER_STATUS_COMMITTED;
-      } catch (e) {
-        if (reasonOf(e) !== 'BANK_UNAVAILABLE') throw e;
-        return false;
-      }
-    });
+    const routed = await untilRoutable(() => transfer(['BankC', 'carol'], 100n), 'a transfer to BankC');
+    expect(routed.transfer?.status).to.equal(TransferStatus.TRANSFER_STATUS_COMMITTED);
     await eventually(async () => (await balance('BankC', 'carol')) === 10_200n);
   });
 
@@ -245,15 +223,8 @@ describe('consul: registration, health, discovery and trust with a real agent', 
     await waitFor('gateway follows consul again',
       async () => gatewayLog(cluster).some((l) => l.message === 'consul reachable again; discovery follows it'));
     await waitFor('BankB passing', async () => (await agent.statusOf(BANK_SERVICE, `${BANK_SERVICE}-BankB`)) === 'passing');
-    await eventually(async () => {
-      try {
-        const r = await transfer(['BankB', 'bob'], 10n);
-        return r.transfer?.status === TransferStatus.TRANSFER_STATUS_COMMITTED;
-      } catch (e) {
-        if (reasonOf(e) !== 'BANK_UNAVAILABLE') throw e;
-        return false;
-      }
-    });
+    const routed = await untilRoutable(() => transfer(['BankB', 'bob'], 10n), 'a transfer to BankB');
+    expect(routed.transfer?.status).to.equal(TransferStatus.TRANSFER_STATUS_COMMITTED);
     // And it watches again: a bank killed now leaves the gateway's view.
     const dropsBefore = gatewayLog(cluster).filter((l) => l.message === 'bank has no passing instance' && l.bank === 'BankA').length;
     await cluster.stopBank('BankA', 'SIGKILL');

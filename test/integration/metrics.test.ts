@@ -2,9 +2,8 @@ import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import { Status } from 'nice-grpc';
 import { TransferStatus } from '../../src/gen/payments/v1/gateway.js';
-import { reasonOf } from '../../src/grpc/errors.js';
 import { expectFailure } from '../helpers/expect-failure.js';
-import { bearer, Cluster, eventually } from '../helpers/cluster.js';
+import { bearer, Cluster, eventually, untilRoutable } from '../helpers/cluster.js';
 import { ConsulAgent } from '../helpers/consul.js';
 import { PostgresServer } from '../helpers/postgres.js';
 
@@ -201,20 +200,10 @@ describe('metrics: a gateway over PostgreSQL with Consul discovery', function ()
     // The gateway learns of each bank from Consul's health checks: until it has seen BankB passing,
     // a transfer aborts BANK_UNAVAILABLE with nothing moved (its key keeps that outcome: a retry is
     // a new key). The committed count below still moves by exactly one.
-    let status: TransferStatus | undefined;
-    await eventually(async (note) => {
-      try {
-        const res = await cluster.instanceClient('g1').createTransfer(
-          { idempotencyKey: randomUUID(), toBank: 'BankB', toUsername: 'bob', amountMinor: 700n, currency: 'EUR' },
-          { metadata: bearer(login.accessToken) });
-        status = res.transfer?.status;
-        return true;
-      } catch (e) {
-        if (reasonOf(e) !== 'BANK_UNAVAILABLE') throw e;
-        note('BankB not yet discovered by g1');
-        return false;
-      }
-    }, 20_000, 'g1 to accept a transfer to BankB');
+    const res = await untilRoutable(() => cluster.instanceClient('g1').createTransfer(
+      { idempotencyKey: randomUUID(), toBank: 'BankB', toUsername: 'bob', amountMinor: 700n, currency: 'EUR' },
+      { metadata: bearer(login.accessToken) }), 'g1 to accept a transfer to BankB');
+    const status = res.transfer?.status;
     expect(status).to.equal(TransferStatus.TRANSFER_STATUS_COMMITTED);
     let now: Sample[] = [];
     await eventually(async (note) => {

@@ -3,13 +3,13 @@ import { AssertionError, assert } from '../../core/assert.js';
 import type { Clock } from '../../core/clock.js';
 import type { Failure } from '../../core/errors.js';
 import { GroupCommit, type GroupCommitObserver } from '../../core/group-commit.js';
-import { isReason } from '../../core/reasons.js';
 import type { AccountRef } from '../../core/transfer.js';
 import type { DurableState, LogRecord } from '../../coordinator/types.js';
 import { storeUnavailable } from '../shared/revocations.js';
 import { logGroupCommitBounds, type GroupCommitLimits } from './sqlite.js';
 import {
   RecordRefused,
+  storedFailure,
   type OnDurable,
   type StoredTransfer,
   type TransferLeases,
@@ -412,19 +412,9 @@ function outcomeFailure(record: Extract<LogRecord, { type: 'completed' }>): Fail
 }
 
 function toStored(row: Row): StoredTransfer {
-  // Read-side pair of the CHECK constraints: the row must describe a coherent coordinator state.
-  const decided = row.state !== 'preparing';
-  assert(decided === (row.decision !== null), `store: transfer ${row.tx_id} is ${row.state} with decision ${row.decision}`);
+  const failure = storedFailure(row);
   const final = row.state === 'committed' || row.state === 'aborted';
   assert(final === (row.finished_at_ms !== null), `store: transfer ${row.tx_id} is ${row.state} with finished_at_ms ${row.finished_at_ms}`);
-  let failure: Failure | undefined;
-  if (row.decision === 'abort') {
-    assert(row.failure_reason !== null, `store: aborted transfer ${row.tx_id} has no reason`);
-    failure = {
-      reason: isReason(row.failure_reason) ? row.failure_reason : 'TRANSACTION_ABORTED',
-      message: row.failure_message ?? row.failure_reason,
-    };
-  }
   return {
     tx: {
       id: row.tx_id,

@@ -3,12 +3,10 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { AssertionError, assert } from '../../core/assert.js';
 import type { Clock } from '../../core/clock.js';
-import type { Failure } from '../../core/errors.js';
 import { GroupCommit, type GroupCommitBounds, type GroupCommitObserver } from '../../core/group-commit.js';
-import { isReason } from '../../core/reasons.js';
 import type { AccountRef } from '../../core/transfer.js';
 import type { DurableState, LogRecord } from '../../coordinator/types.js';
-import { RecordRefused, type OnDurable, type StoredTransfer, type TransferLog, type TransferLogReader } from './transfer-log.js';
+import { RecordRefused, storedFailure, type OnDurable, type StoredTransfer, type TransferLog, type TransferLogReader } from './transfer-log.js';
 
 // The embedded backend of the transfer log: one SQLite file in the gateway's data folder, one row
 // per transfer, keyed by transaction id and unique per (owner, idempotency key). The coordinator's
@@ -348,17 +346,7 @@ function parseAwaiting(text: string): string[] {
 }
 
 function toStored(row: Row): StoredTransfer {
-  // Read-side pair of the CHECK constraints: the row must describe a coherent coordinator state.
-  const decided = row.state !== 'preparing';
-  assert(decided === (row.decision !== null), `store: transfer ${row.tx_id} is ${row.state} with decision ${row.decision}`);
-  let failure: Failure | undefined;
-  if (row.decision === 'abort') {
-    assert(row.failure_reason !== null, `store: aborted transfer ${row.tx_id} has no reason`);
-    failure = {
-      reason: isReason(row.failure_reason) ? row.failure_reason : 'TRANSACTION_ABORTED',
-      message: row.failure_message ?? row.failure_reason,
-    };
-  }
+  const failure = storedFailure(row);
   const awaiting = parseAwaiting(row.awaiting_banks);
   const createdAtMs = Number(row.created_at_ms);
   return {

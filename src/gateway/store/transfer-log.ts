@@ -1,5 +1,8 @@
+import { assert } from '../../core/assert.js';
+import type { Failure } from '../../core/errors.js';
+import { isReason } from '../../core/reasons.js';
 import type { AccountRef } from '../../core/transfer.js';
-import type { DurableTx, LogRecord } from '../../coordinator/types.js';
+import type { DurableState, DurableTx, LogRecord } from '../../coordinator/types.js';
 
 // The gateway's durable coordinator log, as the driver, the engine, the coordinator service,
 // recovery and the admin commands see it. Two backends implement it: SQLite (store/sqlite.ts, the
@@ -14,6 +17,30 @@ export type OnDurable = (err?: Error) => void;
 /** A stored transfer: its durable coordinator state plus bookkeeping. */
 export interface StoredTransfer extends DurableTx {
   readonly updatedAtMs: number;
+}
+
+/** The decision columns of a stored row, as both backends keep them. */
+export interface DecisionColumns {
+  readonly tx_id: string;
+  readonly state: DurableState;
+  readonly decision: 'commit' | 'abort' | null;
+  readonly failure_reason: string | null;
+  readonly failure_message: string | null;
+}
+
+/**
+ * The failure of a row decided abort (undefined otherwise), checking on the way the read-side pair
+ * of the schema's CHECK constraints: the row must describe a coherent coordinator state.
+ */
+export function storedFailure(row: DecisionColumns): Failure | undefined {
+  const decided = row.state !== 'preparing';
+  assert(decided === (row.decision !== null), `store: transfer ${row.tx_id} is ${row.state} with decision ${row.decision}`);
+  if (row.decision !== 'abort') return undefined;
+  assert(row.failure_reason !== null, `store: aborted transfer ${row.tx_id} has no reason`);
+  return {
+    reason: isReason(row.failure_reason) ? row.failure_reason : 'TRANSACTION_ABORTED',
+    message: row.failure_message ?? row.failure_reason,
+  };
 }
 
 /** What the driver writes through: records in group commits. */
