@@ -90,6 +90,10 @@ export class GroupCommit<T, R> {
       });
       return;
     }
+    this.armBackground();
+  }
+
+  private armBackground(): void {
     this.backgroundTimer ??= this.clock.setTimer(this.bounds.backgroundDelayMs, () => {
       this.backgroundTimer = undefined;
       this.kick();
@@ -140,8 +144,11 @@ export class GroupCommit<T, R> {
     const tracked = run.finally(() => {
       if (this.writing !== tracked) return;
       this.writing = undefined;
-      // What arrived during the write waited long enough: an urgent item goes out at once.
-      if (this.urgentQueued && !this.discarded) this.kick();
+      if (this.discarded || this.queue.length === 0) return;
+      // What arrived during the write waited long enough: an urgent item goes out at once. Items
+      // nobody waits for keep their delay (their timer may have fired while the write was out).
+      if (this.urgentQueued) this.kick();
+      else this.armBackground();
     });
     this.writing = tracked;
     return tracked;

@@ -171,4 +171,19 @@ describe('group commit (core mechanism, asynchronous writer)', () => {
     await flushing;
     expect(w.durable).to.deep.equal(['a', 'b', 'c']);
   });
+
+  it('a background item left queued while a write was out goes out after its delay, not with the next submission only', async () => {
+    const clock = new ManualClock();
+    const w = new HandWriter();
+    const g = new GroupCommit(w.write, { maxItems: 100, windowMs: 0, backgroundDelayMs: 50 }, clock);
+    g.submit('decision', () => undefined);
+    clock.advance(0);
+    g.submit('ack', undefined, false);
+    clock.advance(50); // its delay ends while the first write is still out
+    expect(w.writes).to.have.length(1);
+    w.writes[0]!.finish();
+    await settle();
+    clock.advance(50);
+    expect(w.writes.map((x) => x.items)).to.deep.equal([['decision'], ['ack']]);
+  });
 });
