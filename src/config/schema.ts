@@ -168,6 +168,10 @@ export const ConfigSchema = z.strictObject({
     loginBackoffMaxMs: positiveMs.default(900_000),
     /** Login throttling: entries kept per table (accounts, callers); the least recently failed is evicted first. */
     loginThrottleEntriesMax: z.number().int().positive().max(10_000_000).default(100_000),
+    /** Login throttling shared by several gateways (PostgreSQL): how often each instance prunes the shared table. */
+    loginThrottlePruneIntervalMs: positiveMs.default(60_000),
+    /** Login throttling shared by several gateways: rows deleted per pruning statement at most. */
+    loginThrottlePruneBatchMax: z.number().int().positive().max(1_000_000).default(10_000),
   }).prefault({}),
   banks: z.record(name, BankNodeSchema).default({}),
   /** Limits shared by every bank node. */

@@ -17,19 +17,47 @@ export interface LoginThrottleLimits {
   readonly loginThrottleEntriesMax: number;
 }
 
+/** Failures recorded for the account and for the caller, this one included. */
+export interface FailureCounts {
+  readonly accountFailures: number;
+  readonly peerFailures: number;
+}
+
 /** One started login; exactly one of its methods is called when the bank has answered. */
 export interface LoginAttempt {
   /** Wrong username or password. Returns the failure counts now recorded. */
-  failed(): { accountFailures: number; peerFailures: number };
+  failed(): FailureCounts;
   /** Right password: the account's failures are cleared. */
   succeeded(): void;
   /** Neither (the bank was unavailable, the call was cancelled): nothing is counted. */
   ended(): void;
 }
 
-export type LoginAdmission =
-  | { readonly ok: true; readonly attempt: LoginAttempt }
-  | { readonly ok: false; readonly scope: 'account' | 'peer'; readonly retryAfterMs: number };
+/** Refused before the bank is asked: `scope` is the key that is backing off. */
+export interface LoginRefusal {
+  readonly ok: false;
+  readonly scope: 'account' | 'peer';
+  readonly retryAfterMs: number;
+}
+
+export type LoginAdmission = { readonly ok: true; readonly attempt: LoginAttempt } | LoginRefusal;
+
+/**
+ * What the gateway service asks before a login: this process's LoginThrottle, or that plus the
+ * failures every gateway instance shares (shared/login-failures.ts), whose answers are awaited.
+ */
+export interface LoginGate {
+  begin(account: string, peer: string): GateAdmission | Promise<GateAdmission>;
+}
+
+export type GateAdmission = { readonly ok: true; readonly attempt: GateAttempt } | LoginRefusal;
+
+/** A LoginAttempt whose failure or success may have to be recorded elsewhere first (awaited). */
+export interface GateAttempt {
+  failed(): FailureCounts | Promise<FailureCounts>;
+  succeeded(): void | Promise<void>;
+  ended(): void;
+}
 
 interface Entry {
   failures: number;
@@ -190,11 +218,11 @@ export interface LoginObserver {
   throttled(scope: 'account' | 'peer'): void;
 }
 
-/** `throttle`, telling `observer` of each failed and each throttled login. */
-export function observedLoginThrottle(throttle: Pick<LoginThrottle, 'begin'>, observer: LoginObserver): Pick<LoginThrottle, 'begin'> {
+/** `gate`, telling `observer` of each failed and each throttled login. */
+export function observedLoginThrottle(gate: LoginGate, observer: LoginObserver): LoginGate {
   return {
-    begin(account, peer) {
-      const admission = throttle.begin(account, peer);
+    async begin(account, peer) {
+      const admission = await gate.begin(account, peer);
       if (!admission.ok) {
         observer.throttled(admission.scope);
         return admission;

@@ -22,6 +22,7 @@ import { openTransferEngine, type OpenTransfers } from './engine-wiring.js';
 import { openGatewayState } from './state.js';
 import { createGatewayService, GATEWAY_PUBLIC_METHODS } from './service.js';
 import { LoginThrottle, observedLoginThrottle } from './login-throttle.js';
+import { sharedLoginGate } from './shared/login-failures.js';
 import type { Transfers } from './transfers.js';
 
 // Builds and starts the gateway node: signing key, logout denylist, bank channels, transfer engine
@@ -104,7 +105,9 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     // Health stays outside the role and token checks so that Consul's checks (any certificate of our CA) reach it.
     server.add(guardDecode(HealthDefinition), HealthServiceImpl(health));
     // The client API: client certificates only; then the token (Login is public).
-    const loginThrottle = observedLoginThrottle(new LoginThrottle(limits, () => clock.nowMs()), metrics);
+    // Several gateways count failed logins together; each keeps its own throttle in front.
+    const localThrottle = new LoginThrottle(limits, () => clock.nowMs());
+    const loginThrottle = observedLoginThrottle(state.loginFailures ? sharedLoginGate(localThrottle, state.loginFailures) : localThrottle, metrics);
     server
       .with(peerAllowlistMiddleware((peer) => peer.role === 'client'))
       .with(authMiddleware({ tokens, revocations, publicMethods: GATEWAY_PUBLIC_METHODS }))

@@ -16,7 +16,7 @@ import type { BankClient } from './bank-clients.js';
 import { toAccount, toHistoryEntry, toTransfer } from './convert.js';
 import type { Transfers } from './transfers.js';
 import type { IssuedToken } from './tokens.js';
-import type { LoginThrottle } from './login-throttle.js';
+import type { LoginGate } from './login-throttle.js';
 import { pageSizeOf, validateCreateTransfer, validateIdempotencyKey, validateLogin } from './validate.js';
 
 // The client-facing GatewayService. Every method but Login runs behind the auth middleware and acts
@@ -36,7 +36,7 @@ export interface GatewayServiceDeps {
   /** Durable (at every gateway instance, for a shared list) when the returned value settles. */
   readonly revocations: { revoke(tokenId: string, expiresAtMs: number): void | Promise<void> };
   /** Asked before the bank: refuses logins of accounts and callers with too many failures. */
-  readonly loginThrottle: Pick<LoginThrottle, 'begin'>;
+  readonly loginThrottle: LoginGate;
   /** Audit of failed logins. */
   readonly logger: Logger;
   readonly limits: {
@@ -73,7 +73,7 @@ export function createGatewayService(deps: GatewayServiceDeps): GatewayService {
         throw new AppError('BANK_NOT_FOUND', `no bank named "${bank}"`);
       }
       const peer = callerOf(context);
-      const admitted = deps.loginThrottle.begin(`${bank}/${username}`, peer);
+      const admitted = await deps.loginThrottle.begin(`${bank}/${username}`, peer);
       if (!admitted.ok) {
         const whose = admitted.scope === 'account' ? 'this account' : 'this client';
         throw new AppError('LOGIN_THROTTLED',
@@ -86,7 +86,7 @@ export function createGatewayService(deps: GatewayServiceDeps): GatewayService {
       } catch (err) {
         // An unknown user and a wrong password look the same from outside: no account probing.
         if (err instanceof AppError && (err.reason === 'ACCOUNT_NOT_FOUND' || err.reason === 'INVALID_CREDENTIALS')) {
-          const counts = attempt.failed();
+          const counts = await attempt.failed();
           // The audit line of a failed login (the password is never logged).
           deps.logger.info('login failed', { bank, username, peer, ...counts });
           throw new AppError('INVALID_CREDENTIALS', 'wrong username or password');
@@ -94,7 +94,7 @@ export function createGatewayService(deps: GatewayServiceDeps): GatewayService {
         attempt.ended();
         throw err;
       }
-      attempt.succeeded();
+      await attempt.succeeded();
       const account = { bank, username };
       const balance = await callBank(bank, () => client.getBalance({ username }, { signal: context.signal }));
       const issued = await deps.tokens.issue(account);

@@ -3,6 +3,7 @@ import type { Clock } from '../core/clock.js';
 import type { GroupCommitObserver } from '../core/group-commit.js';
 import type { Logger } from '../logging/logger.js';
 import { Revocations } from './revocations.js';
+import { SharedLoginFailures } from './shared/login-failures.js';
 import { SharedRevocations } from './shared/revocations.js';
 import { SharedVerifyKeys } from './shared/verify-keys.js';
 import { connectPostgres } from './store/postgres-connect.js';
@@ -24,6 +25,8 @@ export interface GatewayState {
     revoke(tokenId: string, expiresAtMs: number): void | Promise<void>;
     isRevoked(tokenId: string): boolean | Promise<boolean>;
   };
+  /** Failed logins every gateway instance counts (PostgreSQL); absent with one gateway. */
+  readonly loginFailures?: SharedLoginFailures;
   /** Closes what is still open (the engine closes the log itself when it stops). */
   close(): Promise<void>;
 }
@@ -79,6 +82,7 @@ async function openShared(
     // Before the first token is issued: every instance can then verify it.
     await verifyKeys.publish(gateway.instanceId, { current: tokens.key, previous: tokens.previous });
     const revocations = await SharedRevocations.open(pool, gateway, clock, logger);
+    const loginFailures = SharedLoginFailures.open(pool, gateway, clock, logger);
     const log = new PostgresTransferLog({
       pool, instanceId: gateway.instanceId, leaseMs: gateway.leaseMs, groupCommit: gateway, clock,
       ...(groupCommitObserver ? { groupCommitObserver } : {}),
@@ -90,9 +94,11 @@ async function openShared(
       log,
       tokens,
       revocations,
+      loginFailures,
       async close() {
         if (log.isOpen) await log.close();
         revocations.close();
+        loginFailures.close();
         await pool.end();
       },
     };

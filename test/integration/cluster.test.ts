@@ -7,6 +7,7 @@ import { Decision } from '../../src/gen/coordinator/v1/coordinator.js';
 import { TransferStatus } from '../../src/gen/payments/v1/gateway.js';
 import { reasonOf } from '../../src/grpc/errors.js';
 import { bearer, Cluster, eventually } from '../helpers/cluster.js';
+import { expectFailure } from '../helpers/expect-failure.js';
 import { nodeLog } from '../helpers/logs.js';
 import { balances, leftovers } from '../helpers/outcomes.js';
 import { PostgresServer } from '../helpers/postgres.js';
@@ -32,12 +33,14 @@ describe('several gateways over PostgreSQL', function () {
       banks: ['BankA', 'BankB'],
       gatewayInstances: ['g1', 'g2'],
       postgres: { host: '127.0.0.1', port: pg.port, database: 'payments', user: 'payments' },
-      gateway: { leaseMs: LEASE_MS, leaseRenewIntervalMs: 500, takeoverIntervalMs: 250, prepareTimeoutMs: 60_000 },
+      // A login back-off far longer than the test, so that a throttled account stays throttled.
+      gateway: { leaseMs: LEASE_MS, leaseRenewIntervalMs: 500, takeoverIntervalMs: 250, prepareTimeoutMs: 60_000, loginBackoffBaseMs: 600_000 },
       bank: { inDoubtQueryAfterMs: 500 },
     });
     await cluster.reservePorts();
     await cluster.addUser('BankA', 'alice', 'EUR', '1000.00');
     await cluster.addUser('BankB', 'bob', 'EUR', '1000.00');
+    await cluster.addUser('BankA', 'carol', 'EUR', '0.00'); // logins only: the sum of balances stays alice's and bob's
     await cluster.startBank('BankA');
     await cluster.startBank('BankB');
     await cluster.startGatewayInstance('g1');
@@ -91,6 +94,17 @@ describe('several gateways over PostgreSQL', function () {
     }, 5000, 'the logout at g1 to be refused at g2');
     const b = await settled();
     expect(b.byUser.get('bob@BankB')).to.equal(START_BALANCE_MINOR + 1250n);
+  });
+
+  it('counts failed logins at every instance: guesses spread over them are throttled as at one', async () => {
+    const attempt = (id: string, password: string) => cluster.instanceClient(id).login({ bank: 'BankA', username: 'carol', password });
+    // Five wrong passwords, alternating: no instance alone has seen its limit (five) of them.
+    for (let i = 0; i < 5; i++) await expectFailure(attempt(i % 2 === 0 ? 'g1' : 'g2', 'wrong'), Status.UNAUTHENTICATED, 'INVALID_CREDENTIALS');
+    // Together they have: even the right password is refused at both, with the time to wait.
+    for (const id of ['g1', 'g2']) {
+      const refused = await expectFailure(attempt(id, cluster.passwordOf('BankA', 'carol')), Status.RESOURCE_EXHAUSTED, 'LOGIN_THROTTLED');
+      expect(refused.details).to.match(/this account/);
+    }
   });
 
   it('20 concurrent duplicates spread over both instances start exactly one transfer', async () => {

@@ -1,6 +1,9 @@
 import { expect } from 'chai';
 import { ConfigSchema } from '../../src/config/schema.js';
+import { systemClock } from '../../src/core/clock.js';
 import { LoginThrottle, type LoginThrottleLimits } from '../../src/gateway/login-throttle.js';
+import { SharedLoginFailures, sharedLoginGate } from '../../src/gateway/shared/login-failures.js';
+import { silentLogger, type Logger } from '../../src/logging/logger.js';
 
 // The login throttle under a hand-driven clock: no sleeps, hours of attack in microseconds.
 
@@ -139,6 +142,27 @@ describe('login throttle', () => {
       const r = run(k);
       expect(r.maxPerHour, `stop after ${k}`).to.be.at.most(17);
       expect(r.perDay, `stop after ${k}`).to.be.at.most(109);
+    }
+  });
+
+  it('with several gateways, a database that does not answer leaves each instance its own throttle', async () => {
+    const { throttle } = setup();
+    const away = { query: () => Promise.reject(new Error('connection refused')) };
+    const warnings: string[] = [];
+    const logger = { ...silentLogger(), warn: (message: string) => { warnings.push(message); }, info: () => undefined } as unknown as Logger;
+    const shared = SharedLoginFailures.open(away, { ...LIMITS, loginThrottlePruneIntervalMs: 3_600_000, loginThrottlePruneBatchMax: 10 }, systemClock, logger);
+    try {
+      const gate = sharedLoginGate(throttle, shared);
+      for (let i = 1; i <= LIMITS.loginAccountFailuresMax; i++) {
+        const a = await gate.begin('BankA/alice', 'p');
+        expect(a.ok).to.equal(true);
+        if (a.ok) expect(await a.attempt.failed()).to.deep.equal({ accountFailures: i, peerFailures: i });
+      }
+      expect(await gate.begin('BankA/alice', 'p')).to.deep.include({ ok: false, scope: 'account' });
+      // One warning for the whole outage, not one per login.
+      expect(warnings.filter((w) => w.startsWith('shared login throttle unreachable'))).to.have.length(1);
+    } finally {
+      shared.close();
     }
   });
 });

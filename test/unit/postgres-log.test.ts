@@ -6,10 +6,12 @@ import { expect } from 'chai';
 import pg from 'pg';
 import { systemClock } from '../../src/core/clock.js';
 import type { LogRecord, Tx } from '../../src/coordinator/index.js';
+import { SharedLoginFailures, sharedLoginGate } from '../../src/gateway/shared/login-failures.js';
 import { SharedRevocations } from '../../src/gateway/shared/revocations.js';
+import { LoginThrottle, type GateAdmission } from '../../src/gateway/login-throttle.js';
 import { SharedVerifyKeys } from '../../src/gateway/shared/verify-keys.js';
 import { connectPostgres, MIGRATIONS } from '../../src/gateway/store/postgres-connect.js';
-import { PostgresTransferLog } from '../../src/gateway/store/postgres.js';
+import { PostgresTransferLog, TRANSFER_LOG_HOT_UPDATES } from '../../src/gateway/store/postgres.js';
 import { RecordRefused } from '../../src/gateway/store/transfer-log.js';
 import { Tokens } from '../../src/gateway/tokens.js';
 import { silentLogger } from '../../src/logging/logger.js';
@@ -35,7 +37,7 @@ describe('PostgreSQL transfer log (two gateway instances, one real server)', fun
     await server?.stop();
   });
   beforeEach(async () => {
-    await pool.query('TRUNCATE transfers, revoked_tokens, token_verify_keys');
+    await pool.query('TRUNCATE transfers, revoked_tokens, token_verify_keys, login_failures');
   });
   afterEach(async () => {
     for (const log of logs.splice(0)) await log.close();
@@ -227,6 +229,57 @@ describe('PostgreSQL transfer log (two gateway instances, one real server)', fun
     }
   });
 
+  describe('failed logins counted by every instance', () => {
+    const limits = {
+      loginAccountFailuresMax: 3, loginPeerFailuresMax: 100, loginFailureWindowMs: 3_600_000, loginBackoffBaseMs: 60_000,
+      loginBackoffMaxMs: 600_000, loginThrottleEntriesMax: 100, loginThrottlePruneIntervalMs: 3_600_000, loginThrottlePruneBatchMax: 100,
+    };
+    const opened: SharedLoginFailures[] = [];
+    afterEach(() => { for (const s of opened.splice(0)) s.close(); });
+    /** One gateway instance's gate: its own in-memory throttle, the shared table behind it. */
+    const instance = (l = limits) => {
+      const shared = SharedLoginFailures.open(pool, l, systemClock, silentLogger());
+      opened.push(shared);
+      return { gate: sharedLoginGate(new LoginThrottle(l, () => Date.now()), shared), shared };
+    };
+    const admitted = (a: GateAdmission) => {
+      if (!a.ok) throw new Error(`refused: ${a.scope} for ${a.retryAfterMs} ms`);
+      return a.attempt;
+    };
+
+    it('failures at one instance throttle the account at the others, with the time left to wait', async () => {
+      const [a, b] = [instance(), instance()];
+      await admitted(await a.gate.begin('BankA/alice', 'peer1')).failed();
+      await admitted(await a.gate.begin('BankA/alice', 'peer2')).failed();
+      // b has seen none itself; the counts are everyone's.
+      expect(await admitted(await b.gate.begin('BankA/alice', 'peer3')).failed()).to.deep.equal({ accountFailures: 3, peerFailures: 1 });
+      const refused = await a.gate.begin('BankA/alice', 'peer4');
+      expect(refused).to.deep.include({ ok: false, scope: 'account' });
+      expect(!refused.ok && refused.retryAfterMs).to.be.within(1, limits.loginBackoffBaseMs);
+      // Another account from the same callers is not held back.
+      await admitted(await b.gate.begin('BankA/bob', 'peer1')).succeeded();
+    });
+
+    it('a successful login clears the account\'s failures everywhere, not its caller\'s', async () => {
+      const [a, b] = [instance(), instance()];
+      await admitted(await a.gate.begin('BankA/alice', 'peer1')).failed();
+      await admitted(await b.gate.begin('BankA/alice', 'peer1')).succeeded();
+      const rows = (await pool.query('SELECT scope, key, failures FROM login_failures ORDER BY scope')).rows;
+      expect(rows).to.deep.equal([{ scope: 'peer', key: 'peer1', failures: 1 }]);
+    });
+
+    it('prunes expired entries, and the least recently failed beyond the bound', async () => {
+      const { gate, shared } = instance({ ...limits, loginThrottleEntriesMax: 2 });
+      for (const user of ['u1', 'u2', 'u3']) await admitted(await gate.begin(`BankA/${user}`, `peer-${user}`)).failed();
+      expect(await shared.prune()).to.equal(2); // u1 of each scope
+      const keys = (await pool.query('SELECT key FROM login_failures ORDER BY key')).rows.map((r) => r.key);
+      expect(keys).to.deep.equal(['BankA/u2', 'BankA/u3', 'peer-u2', 'peer-u3']);
+      await pool.query(`UPDATE login_failures SET expires_at = now() - interval '1 second' WHERE key IN ('BankA/u2', 'peer-u2')`);
+      expect(await shared.prune()).to.equal(2);
+      expect(Number((await pool.query('SELECT count(*) AS n FROM login_failures')).rows[0].n)).to.equal(2);
+    });
+  });
+
   it('applies migrations once, also when several gateways start together', async () => {
     const pools = await Promise.all([1, 2, 3].map((i) => connectPostgres(server.settings, silentLogger(), `m${i}`)));
     for (const p of pools) await p.end();
@@ -238,10 +291,10 @@ describe('PostgreSQL transfer log (two gateway instances, one real server)', fun
     await server.psql('DROP DATABASE IF EXISTS upgrade');
     await server.psql('CREATE DATABASE upgrade');
     const settings = { ...server.settings, database: 'upgrade' };
-    // The database as a gateway of the previous schema version left it: one transfer final, one still committing.
+    // The database as a gateway before the heap-only-updates migration left it: one transfer final, one still committing.
     const old = new pg.Pool({ host: settings.host, port: settings.port, database: settings.database, user: settings.user });
     await old.query('CREATE TABLE schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())');
-    for (let v = 1; v < MIGRATIONS.length; v++) {
+    for (let v = 1; v <= MIGRATIONS.indexOf(TRANSFER_LOG_HOT_UPDATES); v++) {
       await old.query(MIGRATIONS[v - 1]!);
       await old.query('INSERT INTO schema_migrations (version) VALUES ($1)', [v]);
     }

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import pg from 'pg';
 import type { Config } from '../../config/schema.js';
 import type { Logger } from '../../logging/logger.js';
+import { LOGIN_FAILURES_SCHEMA } from '../shared/login-failures.js';
 import { SHARED_STATE_SCHEMA } from '../shared/sql.js';
 import { TRANSFER_LOG_HOT_UPDATES, TRANSFER_LOG_SCHEMA } from './postgres.js';
 
@@ -12,7 +13,7 @@ import { TRANSFER_LOG_HOT_UPDATES, TRANSFER_LOG_SCHEMA } from './postgres.js';
 export type PostgresSettings = Config['gateway']['postgres'];
 
 /** Every migration of the gateway's database, in order: version i+1 is MIGRATIONS[i]. Append only. */
-export const MIGRATIONS: readonly string[] = [TRANSFER_LOG_SCHEMA, SHARED_STATE_SCHEMA, TRANSFER_LOG_HOT_UPDATES];
+export const MIGRATIONS: readonly string[] = [TRANSFER_LOG_SCHEMA, SHARED_STATE_SCHEMA, TRANSFER_LOG_HOT_UPDATES, LOGIN_FAILURES_SCHEMA];
 
 /** The advisory lock that serialises migrations (an arbitrary constant, the same in every gateway). */
 const MIGRATION_LOCK_KEY = 7_310_202_612;
