@@ -1,5 +1,6 @@
 import type { Clock, Timer } from '../core/clock.js';
 import type { Logger } from '../logging/logger.js';
+import { OutageLog } from '../logging/outage.js';
 import type { StoredTransfer, TransferLeases } from './store/transfer-log.js';
 
 // Lease upkeep of a gateway that shares its log with others: renew the leases of the transfers it
@@ -17,8 +18,8 @@ export class LeaseKeeper {
   private renewTimer: Timer | undefined;
   private takeoverTimer: Timer | undefined;
   private stopped = false;
-  /** One warning per run of failures, not one per attempt. */
-  private renewFailing = false;
+  /** One warning per run of renewal failures, not one per attempt. */
+  private readonly renewOutage: OutageLog;
 
   constructor(
     private readonly leases: TransferLeases,
@@ -27,7 +28,9 @@ export class LeaseKeeper {
     private readonly logger: Logger,
     /** Transfers just taken over (epoch bumped, owned here now): drive them. */
     private readonly onTakenOver: (rows: StoredTransfer[]) => void,
-  ) {}
+  ) {
+    this.renewOutage = new OutageLog(logger, 'could not renew transfer leases', 'lease renewal works again', { instance: leases.instanceId });
+  }
 
   start(): void {
     this.scheduleRenew();
@@ -61,16 +64,10 @@ export class LeaseKeeper {
     if (this.stopped) return;
     this.renewTimer = this.clock.setTimer(this.limits.leaseRenewIntervalMs, () => {
       this.leases.renew().then(
-        () => {
-          if (this.renewFailing) this.logger.info('lease renewal works again', { instance: this.leases.instanceId });
-          this.renewFailing = false;
-        },
-        (err: unknown) => {
-          // Leases lapse if this goes on for leaseMs: other gateways then take the transfers over
-          // and this one's writes are refused (fenced), so nothing is decided twice.
-          if (!this.renewFailing) this.logger.warn('could not renew transfer leases', { instance: this.leases.instanceId, error: errorText(err) });
-          this.renewFailing = true;
-        },
+        () => this.renewOutage.ok(),
+        // Leases lapse if this goes on for leaseMs: other gateways then take the transfers over
+        // and this one's writes are refused (fenced), so nothing is decided twice.
+        (err: unknown) => this.renewOutage.failed(err),
       ).finally(() => this.scheduleRenew());
     }, { background: true });
   }

@@ -1,5 +1,6 @@
 import type { Clock, Timer } from '../../core/clock.js';
 import type { Logger } from '../../logging/logger.js';
+import { OutageLog } from '../../logging/outage.js';
 import type { FailureCounts, GateAdmission, LoginGate, LoginThrottle, LoginThrottleLimits } from '../login-throttle.js';
 import type { Sql } from './sql.js';
 
@@ -40,6 +41,11 @@ CREATE INDEX login_failures_by_expiry ON login_failures (scope, expires_at);
 `;
 
 type Scope = 'account' | 'peer';
+/** A login held back by the failures every instance recorded: which key, and for how long. */
+interface SharedRefusal {
+  readonly scope: Scope;
+  readonly retryAfterMs: number;
+}
 const SCOPES: readonly Scope[] = ['account', 'peer'];
 
 /** The back-off doubles at most this many times (2 ** n stays finite; the max caps it far below). */
@@ -68,14 +74,17 @@ export class SharedLoginFailures {
   private timer: Timer | undefined;
   private closed = false;
   /** One warning per outage of the database, not one per login. */
-  private failing = false;
+  readonly outage: OutageLog;
 
   private constructor(
     private readonly sql: Sql,
     private readonly limits: SharedLoginFailureLimits,
     private readonly clock: Clock,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.outage = new OutageLog(logger, 'shared login throttle unreachable; logins are throttled per instance until it returns',
+      'shared login throttle reachable again');
+  }
 
   /** Starts the pruning rounds. */
   static open(sql: Sql, limits: SharedLoginFailureLimits, clock: Clock, logger: Logger): SharedLoginFailures {
@@ -90,13 +99,13 @@ export class SharedLoginFailures {
   }
 
   /** How long a login of `account` from `peer` must wait, by the failures of every instance; undefined = it may go. */
-  async refusal(account: string, peer: string): Promise<{ scope: Scope; retryAfterMs: number } | undefined> {
+  async refusal(account: string, peer: string): Promise<SharedRefusal | undefined> {
     const res = await this.sql.query<{ scope: Scope; wait_ms: string }>(
       `SELECT scope, ceil(extract(epoch FROM blocked_until - now()) * 1000)::bigint AS wait_ms
          FROM login_failures
         WHERE ((scope = 'account' AND key = $1) OR (scope = 'peer' AND key = $2)) AND blocked_until > now()`,
       [account, peer]);
-    let longest: { scope: Scope; retryAfterMs: number } | undefined;
+    let longest: SharedRefusal | undefined;
     for (const row of res.rows) {
       const retryAfterMs = Math.max(1, Number(row.wait_ms));
       if (!longest || retryAfterMs > longest.retryAfterMs) longest = { scope: row.scope, retryAfterMs };
@@ -137,21 +146,6 @@ export class SharedLoginFailures {
     return pruned;
   }
 
-  /** The database answered (logged once after an outage). */
-  reachable(): void {
-    if (this.failing) this.logger.info('shared login throttle reachable again');
-    this.failing = false;
-  }
-
-  /** The database did not answer (logged once per outage). */
-  unreachable(err: unknown): void {
-    if (!this.failing) {
-      this.logger.warn('shared login throttle unreachable; logins are throttled per instance until it returns',
-        { error: err instanceof Error ? err.message : String(err) });
-    }
-    this.failing = true;
-  }
-
   private schedule(): void {
     if (this.closed) return;
     this.timer = this.clock.setTimer(this.limits.loginThrottlePruneIntervalMs, () => {
@@ -173,12 +167,12 @@ export function sharedLoginGate(local: Pick<LoginThrottle, 'begin'>, shared: Sha
     async begin(account, peer): Promise<GateAdmission> {
       const admitted = local.begin(account, peer);
       if (!admitted.ok) return admitted;
-      let refusal: Awaited<ReturnType<SharedLoginFailures['refusal']>>;
+      let refusal: SharedRefusal | undefined;
       try {
         refusal = await shared.refusal(account, peer);
-        shared.reachable();
+        shared.outage.ok();
       } catch (err) {
-        shared.unreachable(err);
+        shared.outage.failed(err);
       }
       if (refusal) {
         admitted.attempt.ended();
@@ -192,13 +186,13 @@ export function sharedLoginGate(local: Pick<LoginThrottle, 'begin'>, shared: Sha
             const here = attempt.failed();
             try {
               const everywhere = await shared.failed(account, peer);
-              shared.reachable();
+              shared.outage.ok();
               return {
                 accountFailures: Math.max(here.accountFailures, everywhere.accountFailures),
                 peerFailures: Math.max(here.peerFailures, everywhere.peerFailures),
               };
             } catch (err) {
-              shared.unreachable(err);
+              shared.outage.failed(err);
               return here;
             }
           },
@@ -207,7 +201,7 @@ export function sharedLoginGate(local: Pick<LoginThrottle, 'begin'>, shared: Sha
             try {
               await shared.succeeded(account);
             } catch (err) {
-              shared.unreachable(err);
+              shared.outage.failed(err);
             }
           },
           ended: () => attempt.ended(),

@@ -1,6 +1,7 @@
 import type { Clock, Timer } from '../../core/clock.js';
 import { AppError } from '../../core/errors.js';
 import type { Logger } from '../../logging/logger.js';
+import { OutageLog } from '../../logging/outage.js';
 import type { Sql } from './sql.js';
 
 // The logout denylist shared by several gateways (PostgreSQL). A logout at any instance inserts
@@ -28,14 +29,18 @@ export class SharedRevocations {
   private syncedAtMs = 0;
   private timer: Timer | undefined;
   private closed = false;
-  private failing = false;
+  /** One warning per run of failed re-reads, not one per attempt. */
+  private readonly outage: OutageLog;
 
   private constructor(
     private readonly sql: Sql,
     private readonly limits: SharedRevocationLimits,
     private readonly clock: Clock,
-    private readonly logger: Logger,
-  ) {}
+    logger: Logger,
+  ) {
+    this.outage = new OutageLog(logger, 'could not re-read the shared revocation list; checks go to the database until it works',
+      'revocation list in sync again');
+  }
 
   /** Loads every unexpired entry and starts re-reading. */
   static async open(sql: Sql, limits: SharedRevocationLimits, clock: Clock, logger: Logger): Promise<SharedRevocations> {
@@ -76,14 +81,8 @@ export class SharedRevocations {
     if (this.closed) return;
     this.timer = this.clock.setTimer(this.limits.revocationSyncIntervalMs, () => {
       this.sync(false).then(
-        () => {
-          if (this.failing) this.logger.info('revocation list in sync again');
-          this.failing = false;
-        },
-        (err: unknown) => {
-          if (!this.failing) this.logger.warn('could not re-read the shared revocation list; checks go to the database until it works', { error: err instanceof Error ? err.message : String(err) });
-          this.failing = true;
-        },
+        () => this.outage.ok(),
+        (err: unknown) => this.outage.failed(err),
       ).finally(() => this.schedule());
     }, { background: true });
   }

@@ -36,8 +36,8 @@ const UNFINISHED = 'finished_at_ms IS NULL';
 const FINAL = 'finished_at_ms IS NOT NULL';
 
 /**
- * Schema migrations of the shared log, in order (their place among the database's migrations:
- * store/postgres-connect.ts). Applied once each.
+ * The shared log's first schema. It and TRANSFER_LOG_HOT_UPDATES are migrations, each applied
+ * once, in the order store/postgres-connect.ts gives them.
  */
 export const TRANSFER_LOG_SCHEMA = `CREATE TABLE transfers (
     tx_id            text PRIMARY KEY,
