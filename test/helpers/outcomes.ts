@@ -5,6 +5,7 @@ import type { EntryDirection } from '../../src/gen/bank/v1/bank.js';
 import { listUnfinished } from '../../src/gateway/admin.js';
 import { reasonOf } from '../../src/grpc/errors.js';
 import type { Cluster } from './cluster.js';
+import type { NodeProcess } from './processes.js';
 
 // Shared by the crash tests (failpoints, termination, chaos): what a transfer's key finally
 // resolved to, and what is left unfinished anywhere in the system.
@@ -83,6 +84,54 @@ export async function resolveOutcome(cluster: Cluster, t: TransferArgs, timeoutM
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`transfer ${t.key} has no outcome after ${timeoutMs} ms; last answer: ${String(last)}`);
+}
+
+/** How long a node armed with a failpoint may take to reach it (a failure bound, not a latency claim). */
+const CRASH_WAIT_MS = 60_000;
+/** Between attempts whose answer said nothing about the transfer. */
+const CRASH_RETRY_PAUSE_MS = 200;
+
+export interface Crash {
+  /** The answer the client got, if it said what became of the transfer. */
+  outcome?: Outcome;
+  /** The armed node's exit ('SIGKILL' at a failpoint), or 'still running' after CRASH_WAIT_MS. */
+  exit: number | string;
+  /** Every answer and the node's output, for an assertion's message. */
+  story: string;
+}
+
+/**
+ * Makes `call` (one CreateTransfer, always with the same key) against a node armed with a
+ * failpoint, and waits (bounded) for the node to exit there. The call is made again while its
+ * answer says nothing about the transfer and the node is up: a gateway just restarted can be
+ * refused at the client's own channel (UNAVAILABLE while it reconnects), and then no transfer
+ * reaches the crash point. CI once waited the whole bound for that.
+ */
+export async function untilCrash(armed: NodeProcess, call: () => Promise<unknown>): Promise<Crash> {
+  const answers: string[] = [];
+  const exited = armed.exited.then((exit) => ({ exit }));
+  const end = Date.now() + CRASH_WAIT_MS;
+  let outcome: Outcome | undefined;
+  for (;;) {
+    try {
+      outcome = outcomeOf(await call());
+    } catch (err) {
+      outcome = outcomeOf(undefined, err);
+      answers.push(String(err));
+    }
+    if (outcome) break;
+    const left = end - Date.now();
+    if (left <= 0) break;
+    const gone = await Promise.race([exited, pause(Math.min(left, CRASH_RETRY_PAUSE_MS))]);
+    if (gone) break;
+  }
+  const exit = (await Promise.race([exited, pause(Math.max(0, end - Date.now()))]))?.exit ?? 'still running';
+  const story = [`outcome: ${JSON.stringify(outcome)}`, ...answers.map((a) => `answer: ${a}`), armed.output()].join('\n');
+  return { outcome, exit, story };
+}
+
+function pause(ms: number): Promise<undefined> {
+  return new Promise((resolve) => setTimeout(() => resolve(undefined), ms).unref());
 }
 
 /** Prepared legs at a bank, read from its ledger file (safe next to the running bank: WAL). */

@@ -10,10 +10,9 @@ import {
   gatewayOf,
   historyFor,
   leftovers,
-  outcomeOf,
   resolveOutcome,
   unfinishedAtGateway,
-  type Outcome,
+  untilCrash,
 } from '../helpers/outcomes.js';
 import { gatewayLog } from '../helpers/logs.js';
 import { runBin, type NodeProcess } from '../helpers/processes.js';
@@ -24,8 +23,6 @@ import { runBin, type NodeProcess } from '../helpers/processes.js';
 
 type Node = 'gateway' | 'BankA' | 'BankB';
 
-/** How long the armed node may take to reach its crash point (a failure bound, not a latency claim). */
-const EXIT_WAIT_MS = 60_000;
 
 interface Scenario {
   node: Node;
@@ -143,17 +140,11 @@ describe('failpoints: crash at every step, restart, nothing lost or doubled', fu
       if (s.node !== 'gateway') await gatewayReaches(s.node);
 
       // The first attempt: its answer (if any) must agree with the final outcome.
-      let first: Outcome | undefined;
-      try {
-        first = outcomeOf(await gatewayOf(cluster).createTransfer(
-          { idempotencyKey: key, toBank: 'BankB', toUsername: 'bob', amountMinor, currency: 'EUR' },
-          { metadata: payer.metadata },
-        ));
-      } catch (err) {
-        first = outcomeOf(undefined, err);
-      }
-      const exit = await Promise.race([armed.exited, new Promise((r) => setTimeout(() => r('still running'), EXIT_WAIT_MS).unref())]);
-      expect(exit, armed.output()).to.equal('SIGKILL');
+      const first = await untilCrash(armed, () => gatewayOf(cluster).createTransfer(
+        { idempotencyKey: key, toBank: 'BankB', toUsername: 'bob', amountMinor, currency: 'EUR' },
+        { metadata: payer.metadata },
+      ));
+      expect(first.exit, first.story).to.equal('SIGKILL');
       expect(armed.output()).to.contain(`"event":"failpoint","name":"${s.point}"`);
 
       // Restart without the failpoint; the retry with the same key gets the true outcome.
@@ -162,7 +153,7 @@ describe('failpoints: crash at every step, restart, nothing lost or doubled', fu
       const final = await resolveOutcome(cluster, args);
       if (s.expected === 'committed') expect(final.kind, JSON.stringify(final)).to.equal('committed');
       else expect(final).to.deep.equal({ kind: 'aborted', reason: s.expected });
-      if (first) expect(first).to.deep.equal(final);
+      if (first.outcome) expect(first.outcome).to.deep.equal(final);
       // Asking again changes nothing.
       expect(await resolveOutcome(cluster, args)).to.deep.equal(final);
 
@@ -190,13 +181,11 @@ describe('failpoints: crash at every step, restart, nothing lost or doubled', fu
     const args = { metadata: sessions.alice!, toBank: 'BankB', toUsername: 'bob', amountMinor: 777n, key };
     const armed = await restart('gateway', { [FAILPOINTS_ENV]: 'gateway.after_decision_persisted' });
     armedNode = { node: 'gateway', process: armed };
-    await gatewayOf(cluster).createTransfer(
+    const crashed = await untilCrash(armed, () => gatewayOf(cluster).createTransfer(
       { idempotencyKey: key, toBank: 'BankB', toUsername: 'bob', amountMinor: 777n, currency: 'EUR' },
       { metadata: sessions.alice! },
-    ).catch(() => undefined);
-    // Bounded, with the armed gateway's output on failure (an unbounded wait once hung CI for 120 s).
-    const exit = await Promise.race([armed.exited, new Promise((r) => setTimeout(() => r('still running'), EXIT_WAIT_MS).unref())]);
-    expect(exit, armed.output()).to.equal('SIGKILL');
+    ));
+    expect(crashed.exit, crashed.story).to.equal('SIGKILL');
     // BankB dies too; the gateway comes back, commits at BankA, and keeps trying BankB.
     await cluster.stopBank('BankB', 'SIGKILL');
     await cluster.startGateway();

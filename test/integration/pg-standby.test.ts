@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Metadata } from 'nice-grpc';
 import { FAILPOINTS_ENV } from '../../src/failpoints/index.js';
 import { bearer, Cluster, eventually } from '../helpers/cluster.js';
-import { balances, leftovers } from '../helpers/outcomes.js';
+import { balances, leftovers, untilCrash } from '../helpers/outcomes.js';
 import { PostgresServer } from '../helpers/postgres.js';
 
 // The database itself fails: a gateway over a PostgreSQL primary with one synchronous standby
@@ -62,8 +62,8 @@ describe('PostgreSQL primary lost, synchronous standby promoted', function () {
     await cluster.stopGatewayInstance('g1');
     const armed = await cluster.startGatewayInstance('g1', { [FAILPOINTS_ENV]: 'gateway.after_decision_persisted' });
     const inFlight = randomUUID();
-    await pay(inFlight, DECIDED_THEN_CRASHED).catch(() => undefined);
-    expect(await armed.exited).to.equal('SIGKILL');
+    const crashed = await untilCrash(armed, () => pay(inFlight, DECIDED_THEN_CRASHED));
+    expect(crashed.exit, crashed.story).to.equal('SIGKILL');
 
     // The primary is lost with its disk.
     await primary.kill();

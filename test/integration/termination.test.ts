@@ -9,7 +9,7 @@ import { silentLogger } from '../../src/logging/logger.js';
 import { loadTls } from '../../src/tls/credentials.js';
 import { Cluster, eventually } from '../helpers/cluster.js';
 import { nodeLog } from '../helpers/logs.js';
-import { balances, bankOf, gatewayOf, historyFor, inDoubtAt, leftovers, resolveOutcome, unfinishedAtGateway } from '../helpers/outcomes.js';
+import { balances, bankOf, gatewayOf, historyFor, inDoubtAt, leftovers, resolveOutcome, unfinishedAtGateway, untilCrash } from '../helpers/outcomes.js';
 
 // The participant's termination protocol: a bank holding a prepared leg longer than
 // bank.inDoubtQueryAfterMs asks the gateway (coordinator.v1.CoordinatorService/GetDecision, only
@@ -119,9 +119,9 @@ describe('termination: banks ask the coordinator about in-doubt legs', function 
     // The gateway decides commit and dies before any Commit leaves.
     await cluster.stopGateway();
     const armed = await cluster.startGateway({ [FAILPOINTS_ENV]: 'gateway.after_decision_persisted' });
-    await gatewayOf(cluster).createTransfer({ idempotencyKey: key, toBank: 'BankB', toUsername: 'bob', amountMinor: 250n, currency: 'EUR' },
-      { metadata: alice }).catch(() => undefined);
-    expect(await armed.exited).to.equal('SIGKILL');
+    const crashed = await untilCrash(armed, () => gatewayOf(cluster).createTransfer(
+      { idempotencyKey: key, toBank: 'BankB', toUsername: 'bob', amountMinor: 250n, currency: 'EUR' }, { metadata: alice }));
+    expect(crashed.exit, crashed.story).to.equal('SIGKILL');
     // It comes back unable to dial BankB (a wrong address): only BankB's own query can finish it there.
     const bankB = cluster.config.banks.BankB;
     bankB.address = 'localhost:1';
