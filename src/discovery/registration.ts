@@ -1,4 +1,5 @@
-import type { Clock, Timer } from '../core/clock.js';
+import type { Clock } from '../core/clock.js';
+import { repeat, type Repeating } from '../core/repeat.js';
 import type { Logger } from '../logging/logger.js';
 import { consulAddress, consulErrorText, RequestContext, type ConsulApi, type ConsulSettings } from './consul-client.js';
 
@@ -50,7 +51,7 @@ function checkTarget(host: string, port: number): string {
 
 export class ConsulRegistration implements Registrar {
   private port: number | undefined;
-  private timer: Timer | undefined;
+  private refreshing: Repeating | undefined;
   private stopped = false;
   private unreachable = false;
   private readonly pending = new Set<RequestContext>();
@@ -73,13 +74,16 @@ export class ConsulRegistration implements Registrar {
     this.port = port;
     this.stopped = false;
     await this.ensureRegistered(true);
-    this.schedule();
+    if (this.stopped) return;
+    // ensureRegistered handles (logs) its own failures and never rejects.
+    this.refreshing = repeat(this.clock, { intervalMs: this.settings.registrationRefreshMs, onError: () => undefined },
+      () => this.ensureRegistered(false));
   }
 
   async deregister(): Promise<void> {
     if (this.stopped || this.port === undefined) return;
     this.stopped = true;
-    this.timer?.cancel();
+    this.refreshing?.stop();
     for (const ctx of this.pending) ctx.cancel();
     const id = this.specFor(this.port).id;
     try {
@@ -92,14 +96,6 @@ export class ConsulRegistration implements Registrar {
 
   private specFor(port: number): ServiceSpec {
     return typeof this.spec === 'function' ? this.spec(port) : this.spec;
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    this.timer = this.clock.setTimer(this.settings.registrationRefreshMs, () => {
-      // Fire-and-forget from the timer: ensureRegistered handles (logs) its own failures and never rejects.
-      void this.ensureRegistered(false).finally(() => this.schedule());
-    }, { background: true });
   }
 
   /** Registers unless the agent already has this service (after an agent restart it has not). */

@@ -1,4 +1,5 @@
-import type { Clock, Timer } from '../core/clock.js';
+import type { Clock } from '../core/clock.js';
+import { repeat, type Repeating } from '../core/repeat.js';
 import type { Logger } from '../logging/logger.js';
 import { OutageLog } from '../logging/outage.js';
 import type { StoredTransfer, TransferLeases } from './store/transfer-log.js';
@@ -15,8 +16,8 @@ export interface LeaseLimits {
 }
 
 export class LeaseKeeper {
-  private renewTimer: Timer | undefined;
-  private takeoverTimer: Timer | undefined;
+  private renewing: Repeating | undefined;
+  private takingOver: Repeating | undefined;
   private stopped = false;
   /** One warning per run of renewal failures, not one per attempt. */
   private readonly renewOutage: OutageLog;
@@ -33,14 +34,27 @@ export class LeaseKeeper {
   }
 
   start(): void {
-    this.scheduleRenew();
-    this.scheduleTakeover(0);
+    if (this.stopped) return;
+    this.renewing = repeat(this.clock, {
+      intervalMs: this.limits.leaseRenewIntervalMs,
+      // Leases lapse if this goes on for leaseMs: other gateways then take the transfers over
+      // and this one's writes are refused (fenced), so nothing is decided twice.
+      onError: (err) => this.renewOutage.failed(err),
+    }, async () => {
+      await this.leases.renew();
+      this.renewOutage.ok();
+    });
+    this.takingOver = repeat(this.clock, {
+      intervalMs: this.limits.takeoverIntervalMs,
+      firstDelayMs: 0,
+      onError: (err) => this.logger.warn('could not look for expired transfer leases', { instance: this.leases.instanceId, error: errorText(err) }),
+    }, () => this.takeOverOnce());
   }
 
   stop(): void {
     this.stopped = true;
-    this.renewTimer?.cancel();
-    this.takeoverTimer?.cancel();
+    this.renewing?.stop();
+    this.takingOver?.stop();
   }
 
   /** One look for expired leases now (also what the timer runs); resolves with how many were taken. */
@@ -58,27 +72,6 @@ export class LeaseKeeper {
       this.onTakenOver(rows);
       if (rows.length < this.limits.takeoverBatchMax) return taken;
     }
-  }
-
-  private scheduleRenew(): void {
-    if (this.stopped) return;
-    this.renewTimer = this.clock.setTimer(this.limits.leaseRenewIntervalMs, () => {
-      this.leases.renew().then(
-        () => this.renewOutage.ok(),
-        // Leases lapse if this goes on for leaseMs: other gateways then take the transfers over
-        // and this one's writes are refused (fenced), so nothing is decided twice.
-        (err: unknown) => this.renewOutage.failed(err),
-      ).finally(() => this.scheduleRenew());
-    }, { background: true });
-  }
-
-  private scheduleTakeover(delayMs: number): void {
-    if (this.stopped) return;
-    this.takeoverTimer = this.clock.setTimer(delayMs, () => {
-      this.takeOverOnce().catch((err: unknown) => {
-        this.logger.warn('could not look for expired transfer leases', { instance: this.leases.instanceId, error: errorText(err) });
-      }).finally(() => this.scheduleTakeover(this.limits.takeoverIntervalMs));
-    }, { background: true });
   }
 }
 

@@ -1,5 +1,6 @@
 import { assert } from '../core/assert.js';
 import { sleep, type Clock, type Timer } from '../core/clock.js';
+import { repeat, type Repeating } from '../core/repeat.js';
 import { AppError } from '../core/errors.js';
 import { isName, isUuid, newTimeOrderedId } from '../core/ids.js';
 import { formatAmount, isCurrency } from '../core/money.js';
@@ -72,7 +73,7 @@ export class TransferEngine implements Transfers {
   /** Transfers whose caller is still waiting, by owner-scoped idempotency key. */
   private readonly inFlight = new Map<string, InFlight>();
   private state: EngineState = 'new';
-  private pruneTimer: Timer | undefined;
+  private pruning: Repeating | undefined;
   /** Present when the log is shared with other gateways. */
   private readonly leaseKeeper: LeaseKeeper | undefined;
 
@@ -139,21 +140,13 @@ export class TransferEngine implements Transfers {
       this.logger.info('transfer recovery done', { unfinished: rows.length, presumedAborted: undecided, resumed: this.driver.active });
     }
     await this.pruneExpired();
-    this.schedulePrune();
-  }
-
-  /** Pruning is housekeeping: its timer does not keep the process alive. */
-  private schedulePrune(): void {
-    this.pruneTimer = this.clock.setTimer(this.limits.idempotencyPruneIntervalMs, () => {
-      this.pruneExpired().then(
-        () => { if (this.state === 'running') this.schedulePrune(); },
-        (err: unknown) => {
-          // The next round tries again; a store that stays broken shows in every transfer too.
-          this.logger.warn('pruning expired idempotency keys failed', { error: err instanceof Error ? err.message : String(err) });
-          if (this.state === 'running') this.schedulePrune();
-        },
-      );
-    }, { background: true });
+    // stop() may have come meanwhile (the compiler's narrowing does not see past the awaits).
+    if ((this.state as EngineState) !== 'running') return;
+    this.pruning = repeat(this.clock, {
+      intervalMs: this.limits.idempotencyPruneIntervalMs,
+      // The next round tries again; a store that stays broken shows in every transfer too.
+      onError: (err) => this.logger.warn('pruning expired idempotency keys failed', { error: err instanceof Error ? err.message : String(err) }),
+    }, () => this.pruneExpired());
   }
 
   /**
@@ -290,7 +283,7 @@ export class TransferEngine implements Transfers {
   async stop(graceMs: number): Promise<void> {
     if (this.state === 'stopped' || this.state === 'stopping') return;
     this.state = 'stopping';
-    this.pruneTimer?.cancel();
+    this.pruning?.stop();
     // Keep renewing through the grace period: the transfers still finishing here stay ours.
     // In-flight answers and phase-2 work both get the grace period; what is left is resumed by
     // recovery at the next start.

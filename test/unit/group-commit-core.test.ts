@@ -1,34 +1,11 @@
 import { expect } from 'chai';
-import type { Clock, Timer } from '../../src/core/clock.js';
 import { GroupCommit } from '../../src/core/group-commit.js';
+import { ManualClock } from '../helpers/clock.js';
 
 // The one group-commit mechanism (core/group-commit.ts) with an asynchronous writer, as the
 // PostgreSQL log uses it, on a manual clock: batching, one write at a time, order, failure
 // isolation, background items. (The SQLite log and the bank ledger run it synchronously: see
 // group-commit.test.ts.)
-
-class ManualClock implements Clock {
-  private timers: { at: number; fn: () => void; live: boolean }[] = [];
-  now = 0;
-  nowMs(): number {
-    return this.now;
-  }
-  setTimer(ms: number, fn: () => void): Timer {
-    const t = { at: this.now + ms, fn, live: true };
-    this.timers.push(t);
-    return { cancel: () => { t.live = false; } };
-  }
-  /** Moves time on by `ms`, running every timer that falls due (in order). */
-  advance(ms: number): void {
-    this.now += ms;
-    for (;;) {
-      const due = this.timers.filter((t) => t.live && t.at <= this.now).sort((a, b) => a.at - b.at)[0];
-      if (!due) return;
-      due.live = false;
-      due.fn();
-    }
-  }
-}
 
 /** An asynchronous writer whose writes the test completes by hand. */
 class HandWriter {

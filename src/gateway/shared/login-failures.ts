@@ -1,4 +1,5 @@
-import type { Clock, Timer } from '../../core/clock.js';
+import type { Clock } from '../../core/clock.js';
+import { repeat, type Repeating } from '../../core/repeat.js';
 import type { Logger } from '../../logging/logger.js';
 import { OutageLog } from '../../logging/outage.js';
 import type { FailureCounts, GateAdmission, LoginGate, LoginThrottle, LoginThrottleLimits } from '../login-throttle.js';
@@ -71,8 +72,7 @@ SELECT i.scope, i.key, 1, now(), b.until, greatest(now(), coalesce(b.until, now(
 RETURNING scope, failures`;
 
 export class SharedLoginFailures {
-  private timer: Timer | undefined;
-  private closed = false;
+  private pruning: Repeating | undefined;
   /** One warning per outage of the database, not one per login. */
   readonly outage: OutageLog;
 
@@ -89,13 +89,15 @@ export class SharedLoginFailures {
   /** Starts the pruning rounds. */
   static open(sql: Sql, limits: SharedLoginFailureLimits, clock: Clock, logger: Logger): SharedLoginFailures {
     const shared = new SharedLoginFailures(sql, limits, clock, logger);
-    shared.schedule();
+    shared.pruning = repeat(clock, {
+      intervalMs: limits.loginThrottlePruneIntervalMs,
+      onError: (err) => logger.warn('pruning shared login failures failed', { error: err instanceof Error ? err.message : String(err) }),
+    }, () => shared.prune());
     return shared;
   }
 
   close(): void {
-    this.closed = true;
-    this.timer?.cancel();
+    this.pruning?.stop();
   }
 
   /** How long a login of `account` from `peer` must wait, by the failures of every instance; undefined = it may go. */
@@ -144,16 +146,6 @@ export class SharedLoginFailures {
       pruned += (expired.rowCount ?? 0) + (excess.rowCount ?? 0);
     }
     return pruned;
-  }
-
-  private schedule(): void {
-    if (this.closed) return;
-    this.timer = this.clock.setTimer(this.limits.loginThrottlePruneIntervalMs, () => {
-      this.prune().then(
-        () => undefined,
-        (err: unknown) => this.logger.warn('pruning shared login failures failed', { error: err instanceof Error ? err.message : String(err) }),
-      ).finally(() => this.schedule());
-    }, { background: true });
   }
 }
 

@@ -1,4 +1,5 @@
-import type { Clock, Timer } from '../../core/clock.js';
+import type { Clock } from '../../core/clock.js';
+import { repeat, type Repeating } from '../../core/repeat.js';
 import { AppError } from '../../core/errors.js';
 import type { Logger } from '../../logging/logger.js';
 import { OutageLog } from '../../logging/outage.js';
@@ -27,8 +28,7 @@ export class SharedRevocations {
   /** Database time of the last successful sync (ms), and our clock's time of it. */
   private syncedDbMs = 0;
   private syncedAtMs = 0;
-  private timer: Timer | undefined;
-  private closed = false;
+  private syncing: Repeating | undefined;
   /** One warning per run of failed re-reads, not one per attempt. */
   private readonly outage: OutageLog;
 
@@ -46,7 +46,10 @@ export class SharedRevocations {
   static async open(sql: Sql, limits: SharedRevocationLimits, clock: Clock, logger: Logger): Promise<SharedRevocations> {
     const r = new SharedRevocations(sql, limits, clock, logger);
     await r.sync(true);
-    r.schedule();
+    r.syncing = repeat(clock, { intervalMs: limits.revocationSyncIntervalMs, onError: (err) => r.outage.failed(err) }, async () => {
+      await r.sync(false);
+      r.outage.ok();
+    });
     return r;
   }
 
@@ -73,18 +76,7 @@ export class SharedRevocations {
   }
 
   close(): void {
-    this.closed = true;
-    this.timer?.cancel();
-  }
-
-  private schedule(): void {
-    if (this.closed) return;
-    this.timer = this.clock.setTimer(this.limits.revocationSyncIntervalMs, () => {
-      this.sync(false).then(
-        () => this.outage.ok(),
-        (err: unknown) => this.outage.failed(err),
-      ).finally(() => this.schedule());
-    }, { background: true });
+    this.syncing?.stop();
   }
 
   private async sync(full: boolean): Promise<void> {
