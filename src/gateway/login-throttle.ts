@@ -25,8 +25,12 @@ export interface FailureCounts {
 
 /** One started login; exactly one of its methods is called when the bank has answered. */
 export interface LoginAttempt {
-  /** Wrong username or password. Returns the failure counts now recorded. */
-  failed(): FailureCounts;
+  /**
+   * Wrong username or password. Returns the failure counts now recorded: `recorded` when given
+   * (what a store shared by several gateways counted, this failure included: it also knows of
+   * successes at other instances), else this table's counts plus one.
+   */
+  failed(recorded?: FailureCounts): FailureCounts;
   /** Right password: the account's failures are cleared. */
   succeeded(): void;
   /** Neither (the bank was unavailable, the call was cancelled): nothing is counted. */
@@ -99,10 +103,10 @@ class FailureTable {
     return e;
   }
 
-  fail(key: string, e: Entry, nowMs: number): number {
+  fail(key: string, e: Entry, nowMs: number, recorded?: number): number {
     this.finish(e);
     if (this.isExpired(e, nowMs)) e.failures = 0;
-    e.failures++;
+    e.failures = recorded ?? e.failures + 1;
     e.lastFailureAtMs = nowMs;
     if (e.failures >= this.failuresMax) {
       const doublings = Math.min(e.failures - this.failuresMax, MAX_DOUBLINGS);
@@ -190,10 +194,13 @@ export class LoginThrottle {
     return {
       ok: true,
       attempt: {
-        failed: () => {
+        failed: (recorded) => {
           finish();
           const at = this.nowMs();
-          return { accountFailures: this.accounts.fail(account, a, at), peerFailures: this.peers.fail(peer, p, at) };
+          return {
+            accountFailures: this.accounts.fail(account, a, at, recorded?.accountFailures),
+            peerFailures: this.peers.fail(peer, p, at, recorded?.peerFailures),
+          };
         },
         succeeded: () => {
           finish();

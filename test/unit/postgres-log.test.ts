@@ -268,6 +268,19 @@ describe('PostgreSQL transfer log (two gateway instances, one real server)', fun
       expect(rows).to.deep.equal([{ scope: 'peer', key: 'peer1', failures: 1 }]);
     });
 
+    it('a success at one instance clears what the others remember: the next failure there counts from zero', async () => {
+      const [a, b] = [instance(), instance()];
+      await admitted(await a.gate.begin('BankA/alice', 'peer1')).failed();
+      await admitted(await a.gate.begin('BankA/alice', 'peer1')).failed();
+      await admitted(await b.gate.begin('BankA/alice', 'peer1')).succeeded();
+      // a's own memory said 2; the shared table says the account starts again.
+      expect(await admitted(await a.gate.begin('BankA/alice', 'peer1')).failed()).to.deep.equal({ accountFailures: 1, peerFailures: 3 });
+      // So one more typo at a is no back-off yet (the third is).
+      await admitted(await a.gate.begin('BankA/alice', 'peer1')).failed();
+      expect(await admitted(await a.gate.begin('BankA/alice', 'peer1')).failed()).to.deep.equal({ accountFailures: 3, peerFailures: 5 });
+      expect(await a.gate.begin('BankA/alice', 'peer1')).to.deep.include({ ok: false, scope: 'account' });
+    });
+
     it('prunes expired entries, and the least recently failed beyond the bound', async () => {
       const { gate, shared } = instance({ ...limits, loginThrottleEntriesMax: 2 });
       for (const user of ['u1', 'u2', 'u3']) await admitted(await gate.begin(`BankA/${user}`, `peer-${user}`)).failed();

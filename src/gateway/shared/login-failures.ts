@@ -175,18 +175,17 @@ export function sharedLoginGate(local: Pick<LoginThrottle, 'begin'>, shared: Sha
         ok: true,
         attempt: {
           async failed() {
-            const here = attempt.failed();
+            let everywhere: FailureCounts | undefined;
             try {
-              const everywhere = await shared.failed(account, peer);
+              everywhere = await shared.failed(account, peer);
               shared.outage.ok();
-              return {
-                accountFailures: Math.max(here.accountFailures, everywhere.accountFailures),
-                peerFailures: Math.max(here.peerFailures, everywhere.peerFailures),
-              };
             } catch (err) {
               shared.outage.failed(err);
-              return here;
             }
+            // The shared counts, when there, replace this instance's: a success at another
+            // instance cleared the account there, and this one's memory must not outlive that
+            // (one mistyped password here would otherwise meet the old back-off).
+            return attempt.failed(everywhere);
           },
           async succeeded() {
             attempt.succeeded();
