@@ -98,7 +98,7 @@ export async function startBankServer(
   }
   // Legs prepared for too long: ask the gateway (with this bank's certificate) for the outcome.
   const decisions = new GatewayDecisionSource(options.discovery ?? new StaticDiscovery(config), tls, logger,
-    config.bank.inDoubtQueryTimeoutMs);
+    config.bank.inDoubtQueryTimeoutMs, config.grpc);
   const inDoubt = new InDoubtResolver(ledger, decisions, config.bank, logger, systemClock, systemRandom());
   inDoubt.start();
   health.setStatus('healthy');

@@ -3,7 +3,7 @@ import { backoffMs, sleep, type Clock } from '../core/clock.js';
 import type { Random } from '../core/random.js';
 import type { Discovery } from '../discovery/discovery.js';
 import { CoordinatorServiceDefinition, Decision } from '../gen/coordinator/v1/coordinator.js';
-import { createNodeClient, type NodeClient } from '../grpc/client.js';
+import { createNodeClient, type ChannelLimits, type NodeClient } from '../grpc/client.js';
 import { statusName } from '../grpc/errors.js';
 import type { Logger } from '../logging/logger.js';
 import type { TlsMaterial } from '../tls/credentials.js';
@@ -142,6 +142,7 @@ export class GatewayDecisionSource implements DecisionSource {
     private readonly tls: TlsMaterial,
     private readonly logger: Logger,
     private readonly queryTimeoutMs: number,
+    private readonly channel: ChannelLimits,
   ) {}
 
   async getDecision(txId: string, signal: AbortSignal): Promise<CoordinatorDecision> {
@@ -177,6 +178,7 @@ export class GatewayDecisionSource implements DecisionSource {
         retryMaxAttempts: 1,
         retryBaseDelayMs: 100,
         retryMaxDelayMs: 100,
+        ...this.channel,
       });
       this.byAddress.set(address, entry);
     }

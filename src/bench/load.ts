@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { Metadata } from 'nice-grpc';
 import { GatewayServiceDefinition } from '../gen/payments/v1/gateway.js';
-import { createNodeClient, type NodeClient } from '../grpc/client.js';
+import { createNodeClient, type ChannelLimits, type NodeClient } from '../grpc/client.js';
 import { reasonOf, statusName } from '../grpc/errors.js';
 import { silentLogger } from '../logging/logger.js';
 import { loadTls } from '../tls/credentials.js';
@@ -35,6 +35,8 @@ export interface WorkerPlan {
   readonly sessions: readonly number[];
   readonly channels: number;
   readonly callTimeoutMs: number;
+  /** The system's grpc.* (the load generator is one more client of it). */
+  readonly channel: ChannelLimits;
   readonly sameBankShare: number;
   /** formatAmountDist() text. */
   readonly amount: string;
@@ -97,6 +99,7 @@ export class Load {
         retryMaxAttempts: 1,
         retryBaseDelayMs: 50,
         retryMaxDelayMs: 500,
+        ...plan.channel,
       }));
     }
   }

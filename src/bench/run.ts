@@ -209,6 +209,7 @@ export async function runPoint(system: BenchSystem, o: BenchOptions, concurrency
       });
       workers.push(w);
     }
+    const { grpc: channel } = loadConfig({ path: system.configPath, sets: [...o.sets] });
     const planOf = (k: number): WorkerPlan => ({
       gatewayAddress: system.gatewayAddress,
       certsDir: system.certsDir,
@@ -222,6 +223,7 @@ export async function runPoint(system: BenchSystem, o: BenchOptions, concurrency
       // At least one connection per gateway instance, so that every instance gets sessions.
       channels: Math.max(o.channels, system.gatewayAddress.split(',').length),
       callTimeoutMs: o.callTimeoutMs,
+      channel,
       sameBankShare: o.sameBankShare,
       amount: formatAmountDist(o.amount),
       seed: o.seed,

@@ -64,7 +64,7 @@ export class CliContext {
       }
       this.logger = createLogger({ node: 'client', dir: this.config.logging.dir, level: this.config.logging.level, console: false,
         fieldMaxChars: this.config.logging.fieldMaxChars });
-      this.gatewayClient = new GatewayClient({ address: this.address, tls, limits: this.config.client, logger: this.logger });
+      this.gatewayClient = new GatewayClient({ address: this.address, tls, limits: { ...this.config.client, ...this.config.grpc }, logger: this.logger });
     }
     return this.gatewayClient;
   }

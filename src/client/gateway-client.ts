@@ -89,7 +89,7 @@ export class GatewayClient {
     return new GatewayClient({
       address: options.address ?? config.client.gatewayAddress,
       tls: loadTls(config.tls.dir, 'client'),
-      limits: config.client,
+      limits: { ...config.client, ...config.grpc },
       logger: options.logger,
       token: options.token,
     });

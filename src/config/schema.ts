@@ -35,6 +35,16 @@ export const ConfigSchema = z.strictObject({
     /** Where the endpoints listen: loopback unless a scraper on another machine must reach them (they are not authenticated). */
     host: host.default('127.0.0.1'),
   }).prefault({}),
+  /** Every node's outbound gRPC channels (gateway to banks, banks to the gateway, clients to the gateway). */
+  grpc: z.strictObject({
+    /**
+     * After a failed connection attempt, the wait before the next one; meanwhile calls fail fast
+     * (UNAVAILABLE) instead of queueing until their deadline. It doubles after each failure.
+     */
+    reconnectBackoffInitialMs: positiveMs.default(200),
+    /** The longest reconnect wait; a peer that comes back is found again within it. */
+    reconnectBackoffMaxMs: positiveMs.default(1000),
+  }).prefault({}),
   discovery: z.strictObject({
     /** 'consul' (config.json's choice) or 'static' (addresses from this file; no Consul needed). */
     mode: z.enum(['static', 'consul']).default('static'),
@@ -215,7 +225,8 @@ export const ConfigSchema = z.strictObject({
     /**
      * Attempts for a call that is safe to repeat, when the answer is UNAVAILABLE. The defaults wait
      * at least 1.55 s in all (equal jitter: 50+100+200+400+800 ms), longer than the channel's
-     * reconnect back-off (1 s): a long-lived client (interactive mode) rides out a gateway restart.
+     * reconnect back-off (grpc.reconnectBackoffMaxMs, 1 s): a long-lived client (interactive mode)
+     * rides out a gateway restart.
      */
     retryMaxAttempts: z.number().int().min(1).max(20).default(6),
     retryBaseDelayMs: positiveMs.default(100),
@@ -246,6 +257,9 @@ export const ConfigSchema = z.strictObject({
 }).refine((c) => c.gateway.loginBackoffBaseMs <= c.gateway.loginBackoffMaxMs, {
   message: 'gateway.loginBackoffBaseMs must be <= gateway.loginBackoffMaxMs',
   path: ['gateway', 'loginBackoffBaseMs'],
+}).refine((c) => c.grpc.reconnectBackoffInitialMs <= c.grpc.reconnectBackoffMaxMs, {
+  message: 'grpc.reconnectBackoffInitialMs must be <= grpc.reconnectBackoffMaxMs',
+  path: ['grpc', 'reconnectBackoffInitialMs'],
 }).refine((c) => c.gateway.bankBatchMaxItems <= c.bank.batchItemsMax, {
   message: 'gateway.bankBatchMaxItems must be <= bank.batchItemsMax (a bank refuses larger batches)',
   path: ['gateway', 'bankBatchMaxItems'],

@@ -84,6 +84,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
       retryMaxAttempts: limits.bankCallRetryMaxAttempts,
       retryBaseDelayMs: limits.bankCallRetryBaseDelayMs,
       retryMaxDelayMs: limits.bankCallRetryMaxDelayMs,
+      ...config.grpc,
     });
     closers.push(() => bankClients.close());
     const transfers: Transfers = await (options.openTransfers ?? openTransferEngine)({ config, bankClients, logger, log: state.log, clock, metrics });

@@ -18,6 +18,7 @@ import { channelCredentials, type TlsMaterial } from '../tls/credentials.js';
 // marks IDEMPOTENT / NO_SIDE_EFFECTS: the middleware reads idempotency_level) <- per-attempt deadline
 // <- rich error details. Every call has a deadline. `lean` skips logging and retry (deadline only).
 
+/** The limits of a client's calls, and its channel's reconnect back-off (config: grpc.*). */
 export interface ClientCallLimits {
   /** Deadline of one attempt. */
   readonly callTimeoutMs: number;
@@ -25,7 +26,12 @@ export interface ClientCallLimits {
   readonly retryMaxAttempts: number;
   readonly retryBaseDelayMs: number;
   readonly retryMaxDelayMs: number;
+  readonly reconnectBackoffInitialMs: number;
+  readonly reconnectBackoffMaxMs: number;
 }
+
+/** A channel's reconnect back-off alone (config: grpc.*), for callers whose call limits are their own. */
+export type ChannelLimits = Pick<ClientCallLimits, 'reconnectBackoffInitialMs' | 'reconnectBackoffMaxMs'>;
 
 /** Options of a call through `client`, typed by the middlewares that read them (a misspelt key does not compile). */
 type NodeCallOptions = CallOptions & RetryOptions & DeadlineOptions;
@@ -50,8 +56,8 @@ export function createNodeClient<D extends CompatServiceDefinition>(
 ): NodeClient<D> {
   const channel = createChannel(address, channelCredentials(tls), {
     // Fail a call fast while the peer is down instead of queueing it until the deadline.
-    'grpc.initial_reconnect_backoff_ms': 200,
-    'grpc.max_reconnect_backoff_ms': 1000,
+    'grpc.initial_reconnect_backoff_ms': limits.reconnectBackoffInitialMs,
+    'grpc.max_reconnect_backoff_ms': limits.reconnectBackoffMaxMs,
   });
   const client = createClientFactory()
     .use(clientLoggingMiddleware(logger, address))

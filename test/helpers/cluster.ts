@@ -13,6 +13,7 @@ import { reasonOf } from '../../src/grpc/errors.js';
 import { silentLogger } from '../../src/logging/logger.js';
 import { loadTls } from '../../src/tls/credentials.js';
 import { ROOT, runBin, startNode, stopNode, type NodeProcess } from './processes.js';
+import { DEFAULT_CONFIG } from './clock.js';
 
 // A whole system for integration tests: real bank and gateway processes over mutual TLS on
 // 127.0.0.1 ephemeral ports, certificates and data in a temp folder, and clients to talk to them.
@@ -40,14 +41,14 @@ interface UserRecord {
   password: string;
 }
 
-const CALL_LIMITS = { callTimeoutMs: 10_000, retryMaxAttempts: 1, retryBaseDelayMs: 50, retryMaxDelayMs: 500 };
+const CALL_LIMITS = { callTimeoutMs: 10_000, retryMaxAttempts: 1, retryBaseDelayMs: 50, retryMaxDelayMs: 500, ...DEFAULT_CONFIG.grpc };
 /**
  * The tests' calls to a node that may just have restarted: grpc-js fails calls fast while the
- * channel is in reconnect back-off (up to 1 s, src/grpc/client.ts), so UNAVAILABLE is retried
+ * channel is in reconnect back-off (up to grpc.reconnectBackoffMaxMs, 1 s), so UNAVAILABLE is retried
  * for longer than that (equal jitter: at least 50+100+200+400+500+500 ms before giving up). The
  * retry middleware repeats only methods the proto marks IDEMPOTENT or NO_SIDE_EFFECTS.
  */
-const RESTART_TOLERANT_LIMITS = { callTimeoutMs: 10_000, retryMaxAttempts: 8, retryBaseDelayMs: 100, retryMaxDelayMs: 1000 };
+const RESTART_TOLERANT_LIMITS = { callTimeoutMs: 10_000, retryMaxAttempts: 8, retryBaseDelayMs: 100, retryMaxDelayMs: 1000, ...DEFAULT_CONFIG.grpc };
 
 export class Cluster {
   readonly dir: string;

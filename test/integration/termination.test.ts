@@ -10,6 +10,7 @@ import { loadTls } from '../../src/tls/credentials.js';
 import { Cluster, eventually } from '../helpers/cluster.js';
 import { nodeLog } from '../helpers/logs.js';
 import { balances, bankOf, gatewayOf, historyFor, inDoubtAt, leftovers, resolveOutcome, unfinishedAtGateway, untilCrash } from '../helpers/outcomes.js';
+import { DEFAULT_CONFIG } from '../helpers/clock.js';
 
 // The participant's termination protocol: a bank holding a prepared leg longer than
 // bank.inDoubtQueryAfterMs asks the gateway (coordinator.v1.CoordinatorService/GetDecision, only
@@ -46,7 +47,7 @@ describe('termination: banks ask the coordinator about in-doubt legs', function 
 
   function coordinatorClient(identity: string) {
     const c = createNodeClient(CoordinatorServiceDefinition, `localhost:${cluster.config.gateway.port}`,
-      loadTls(cluster.certsDir, identity), silentLogger(), { callTimeoutMs: 5000, retryMaxAttempts: 1, retryBaseDelayMs: 50, retryMaxDelayMs: 50 });
+      loadTls(cluster.certsDir, identity), silentLogger(), { callTimeoutMs: 5000, retryMaxAttempts: 1, retryBaseDelayMs: 50, retryMaxDelayMs: 50, ...DEFAULT_CONFIG.grpc });
     return c;
   }
 

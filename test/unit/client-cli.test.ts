@@ -8,6 +8,7 @@ import { loadTls } from '../../src/tls/credentials.js';
 import { runBin } from '../helpers/processes.js';
 import { eventually } from '../helpers/cluster.js';
 import { FakeGateway, makeCerts, tempDir } from './client-fake-gateway.js';
+import { DEFAULT_CONFIG } from '../helpers/clock.js';
 
 // bin/client as a child process against an in-test gateway over mutual TLS: real arguments, real
 // stdout/stderr, real exit codes, real session files.
@@ -376,7 +377,7 @@ describe('client CLI (bin/client against an in-test gateway)', function () {
   it('asks for missing login parts and pages history with "more? (y/n)"', async () => {
     // Eleven credits for alice, more than one menu page (10).
     const sdk = new GatewayClient({ address: fake.address, tls: loadTls(certs, 'client'),
-      limits: { callTimeoutMs: 5000, retryMaxAttempts: 1, retryBaseDelayMs: 10, retryMaxDelayMs: 100 } });
+      limits: { callTimeoutMs: 5000, retryMaxAttempts: 1, retryBaseDelayMs: 10, retryMaxDelayMs: 100, ...DEFAULT_CONFIG.grpc } });
     await sdk.login('BankB', 'bob', 'bob-pw');
     for (let i = 1; i <= 11; i++) {
       await sdk.transfer({ toBank: 'BankA', toUsername: 'alice', amountMinor: BigInt(i), currency: 'EUR', idempotencyKey: crypto.randomUUID() });

@@ -5,10 +5,11 @@ import { ClientFailure } from '../../src/client/failure.js';
 import { GatewayClient } from '../../src/client/gateway-client.js';
 import { loadTls } from '../../src/tls/credentials.js';
 import { FakeGateway, makeCerts, tempDir } from './client-fake-gateway.js';
+import { DEFAULT_CONFIG } from '../helpers/clock.js';
 
 // The SDK in-process against the in-test gateway over mutual TLS.
 
-const LIMITS = { callTimeoutMs: 2000, retryMaxAttempts: 4, retryBaseDelayMs: 10, retryMaxDelayMs: 50 };
+const LIMITS = { callTimeoutMs: 2000, retryMaxAttempts: 4, retryBaseDelayMs: 10, retryMaxDelayMs: 50, ...DEFAULT_CONFIG.grpc };
 
 describe('client SDK (GatewayClient)', () => {
   let root: string;

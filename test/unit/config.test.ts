@@ -39,7 +39,7 @@ describe('config', () => {
     expect(() => loadConfig({ path: path.join(dir, 'missing.json'), env: {} })).to.throw(ConfigError, /no such file/);
   });
 
-  it('bounds the login throttle and the message size, and refuses a back-off base above its max', () => {
+  it('bounds the login throttle and the message size, and refuses a back-off start above its max (login, reconnect)', () => {
     const c = loadConfig({ path: write({}), env: {} });
     expect(c.gateway).to.include({ maxReceiveMessageBytes: 65_536, loginAccountFailuresMax: 5, loginBackoffMaxMs: 900_000 });
     expect(c.bank).to.include({ passwordChecksMax: 2, passwordCheckQueueMax: 32 });
@@ -47,6 +47,9 @@ describe('config', () => {
       .to.throw(ConfigError, /gateway\.loginBackoffBaseMs/);
     expect(() => loadConfig({ path: write({ gateway: { maxReceiveMessageBytes: 64 * 1024 * 1024 } }), env: {} }))
       .to.throw(ConfigError, /gateway\.maxReceiveMessageBytes/);
+    expect(c.grpc).to.deep.equal({ reconnectBackoffInitialMs: 200, reconnectBackoffMaxMs: 1000 });
+    expect(() => loadConfig({ path: write({ grpc: { reconnectBackoffInitialMs: 5000 } }), env: {} }))
+      .to.throw(ConfigError, /grpc\.reconnectBackoffInitialMs/);
   });
 
   it('metrics endpoints: off unless a port is set, on loopback by default; env and --set reach the ports', () => {

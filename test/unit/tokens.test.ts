@@ -17,6 +17,7 @@ import { createNodeServer, listenTls } from '../../src/grpc/server.js';
 import { silentLogger } from '../../src/logging/logger.js';
 import { authenticate, authMiddleware } from '../../src/middleware/server/auth.js';
 import { loadTls } from '../../src/tls/credentials.js';
+import { DEFAULT_CONFIG } from '../helpers/clock.js';
 
 const TTL_SECONDS = 3600;
 const ALICE = { bank: 'BankA', username: 'alice' };
@@ -230,7 +231,7 @@ describe('tokens', () => {
         .add(HealthDefinition, HealthServiceImpl(health));
       const port = await listenTls(server, '127.0.0.1', 0, loadTls(path.join(dir, 'certs'), 'gateway'));
       client = createNodeClient(HealthDefinition, `localhost:${port}`, loadTls(path.join(dir, 'certs'), 'client'),
-        silentLogger(), { callTimeoutMs: 5000, retryMaxAttempts: 1, retryBaseDelayMs: 10, retryMaxDelayMs: 10 });
+        silentLogger(), { callTimeoutMs: 5000, retryMaxAttempts: 1, retryBaseDelayMs: 10, retryMaxDelayMs: 10, ...DEFAULT_CONFIG.grpc });
     });
 
     after(async () => {

@@ -275,6 +275,7 @@ describe('transfer engine (real gRPC banks over mTLS, real SQLite)', function ()
         retryMaxAttempts: 1,
         retryBaseDelayMs: 50,
         retryMaxDelayMs: 200,
+        ...config.grpc,
       });
       const engine = new TransferEngine({ store, bankClients, limits: config.gateway, logger, clock: systemClock, random: systemRandom() });
       await engine.start();
