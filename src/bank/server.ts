@@ -88,7 +88,7 @@ export async function startBankServer(
   let port: number;
   let endpoint: MetricsEndpoint | undefined;
   try {
-    if (node.metricsPort !== undefined) endpoint = await serveMetrics(metrics.registry, config.metrics.host, node.metricsPort);
+    if (node.metricsPort !== undefined) endpoint = await serveMetrics(metrics.registry, config.metrics, node.metricsPort);
     port = await listenTls(server, node.host, node.port, tls);
   } catch (err) {
     await endpoint?.close();

@@ -34,6 +34,10 @@ export const ConfigSchema = z.strictObject({
   metrics: z.strictObject({
     /** Where the endpoints listen: loopback unless a scraper on another machine must reach them (they are not authenticated). */
     host: host.default('127.0.0.1'),
+    /** Scrapers connected at once at most; more wait in the kernel's backlog. */
+    connectionsMax: z.number().int().positive().max(10_000).default(16),
+    /** A scrape must have sent its request within this. */
+    requestTimeoutMs: positiveMs.default(10_000),
   }).prefault({}),
   /** Every node's outbound gRPC channels (gateway to banks, banks to the gateway, clients to the gateway). */
   grpc: z.strictObject({
@@ -122,6 +126,8 @@ export const ConfigSchema = z.strictObject({
     /** A request for a transfer another gateway is running re-reads the shared log this often until it is decided. */
     transferPollIntervalMs: positiveMs.max(10_000).default(50),
     tokenTtlSeconds: z.number().int().positive().default(3600),
+    /** Verified tokens remembered (each until its expiry; saves a signature check per call); the oldest goes first when full. */
+    verifiedTokensMax: z.number().int().min(0).max(10_000_000).default(10_000),
     prepareTimeoutMs: positiveMs.default(5000),
     /** Deadline of one Commit/Abort call to a bank. */
     phase2CallTimeoutMs: positiveMs.default(2000),

@@ -74,7 +74,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
   };
   try {
     // First, so that it is closed last: a scrape during start-up and shutdown still answers.
-    const endpoint = limits.metricsPort === undefined ? undefined : await serveMetrics(metrics.registry, config.metrics.host, limits.metricsPort);
+    const endpoint = limits.metricsPort === undefined ? undefined : await serveMetrics(metrics.registry, config.metrics, limits.metricsPort);
     if (endpoint) closers.push(() => endpoint.close());
     const state = await openGatewayState(config, clock, logger, metrics.groupCommit);
     closers.push(() => state.close());

@@ -45,7 +45,7 @@ export async function openGatewayState(
 
 async function openEmbedded(config: Config, clock: Clock, groupCommitObserver: GroupCommitObserver | undefined): Promise<GatewayState> {
   const gateway = config.gateway;
-  const tokens = await Tokens.open(gateway.dataDir, { ttlSeconds: gateway.tokenTtlSeconds, now: () => clock.nowMs() });
+  const tokens = await Tokens.open(gateway.dataDir, { ttlSeconds: gateway.tokenTtlSeconds, verifiedMax: gateway.verifiedTokensMax, now: () => clock.nowMs() });
   const revocations = Revocations.open(gateway.dataDir, clock.nowMs());
   let log: TransferLog;
   try {
@@ -78,7 +78,7 @@ async function openShared(
   const pool = await connectPostgres(gateway.postgres, logger, `payments-gateway-${gateway.instanceId}`);
   try {
     const verifyKeys = new SharedVerifyKeys(pool, clock);
-    const tokens = await Tokens.open(gateway.dataDir, { ttlSeconds: gateway.tokenTtlSeconds, now: () => clock.nowMs(), peers: verifyKeys });
+    const tokens = await Tokens.open(gateway.dataDir, { ttlSeconds: gateway.tokenTtlSeconds, verifiedMax: gateway.verifiedTokensMax, now: () => clock.nowMs(), peers: verifyKeys });
     // Before the first token is issued: every instance can then verify it.
     await verifyKeys.publish(gateway.instanceId, { current: tokens.key, previous: tokens.previous });
     const revocations = await SharedRevocations.open(pool, gateway, clock, logger);

@@ -19,14 +19,14 @@ export interface IssuedToken {
 
 export interface TokenOptions {
   readonly ttlSeconds: number;
+  /** Verified tokens remembered at most (config gateway.verifiedTokensMax); 0 = every call verifies. */
+  readonly verifiedMax: number;
   /** Clock, ms since epoch; tests move it. */
   readonly now?: () => number;
   /** Keys published by other gateway instances (several gateways share one log), by kid. */
   readonly peers?: { find(kid: string): Promise<{ readonly publicKey: CryptoKey; readonly verifyUntilMs: number } | undefined> };
 }
 
-/** Verified tokens remembered at most (each until its expiry); the oldest goes first when full. */
-export const VERIFIED_TOKENS_MAX = 10_000;
 
 export class Tokens {
   private readonly now: () => number;
@@ -104,7 +104,8 @@ export class Tokens {
       const old = this.previous.find((k) => k.kid === kid);
       validUntilMs = Math.min(validUntilMs, old ? old.verifyUntilMs : this.peerUntil.get(kid) ?? 0);
     }
-    if (this.verified.size >= VERIFIED_TOKENS_MAX) {
+    if (this.options.verifiedMax === 0) return;
+    if (this.verified.size >= this.options.verifiedMax) {
       const oldest = this.verified.keys().next();
       if (!oldest.done) this.verified.delete(oldest.value);
     }

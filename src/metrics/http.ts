@@ -6,10 +6,12 @@ import type { Registry } from 'prom-client';
 // registry. Bound to config metrics.host (loopback by default): it carries no secrets, but it is
 // not authenticated either.
 
-/** Scrapers connected at once at most; more wait in the kernel's backlog. */
-const METRICS_CONNECTIONS_MAX = 16;
-/** A scrape must have sent its request within this. */
-const METRICS_REQUEST_TIMEOUT_MS = 10_000;
+/** Where and how the endpoint listens: config.metrics. */
+export interface MetricsSettings {
+  readonly host: string;
+  readonly connectionsMax: number;
+  readonly requestTimeoutMs: number;
+}
 
 export interface MetricsEndpoint {
   /** The bound port (the ephemeral one with port 0). */
@@ -18,7 +20,7 @@ export interface MetricsEndpoint {
   close(): Promise<void>;
 }
 
-export async function serveMetrics(registry: Registry, host: string, port: number): Promise<MetricsEndpoint> {
+export async function serveMetrics(registry: Registry, settings: MetricsSettings, port: number): Promise<MetricsEndpoint> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '').split('?')[0];
     if (path !== '/metrics') {
@@ -39,12 +41,12 @@ export async function serveMetrics(registry: Registry, host: string, port: numbe
       },
     );
   });
-  server.maxConnections = METRICS_CONNECTIONS_MAX;
-  server.requestTimeout = METRICS_REQUEST_TIMEOUT_MS;
-  server.headersTimeout = METRICS_REQUEST_TIMEOUT_MS;
+  server.maxConnections = settings.connectionsMax;
+  server.requestTimeout = settings.requestTimeoutMs;
+  server.headersTimeout = settings.requestTimeoutMs;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    server.listen(port, settings.host, () => {
       server.off('error', reject);
       resolve();
     });

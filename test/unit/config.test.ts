@@ -48,6 +48,8 @@ describe('config', () => {
     expect(() => loadConfig({ path: write({ gateway: { maxReceiveMessageBytes: 64 * 1024 * 1024 } }), env: {} }))
       .to.throw(ConfigError, /gateway\.maxReceiveMessageBytes/);
     expect(c.grpc).to.deep.equal({ reconnectBackoffInitialMs: 200, reconnectBackoffMaxMs: 1000 });
+    expect(c.metrics).to.deep.equal({ host: '127.0.0.1', connectionsMax: 16, requestTimeoutMs: 10_000 });
+    expect(c.gateway.verifiedTokensMax).to.equal(10_000);
     expect(() => loadConfig({ path: write({ grpc: { reconnectBackoffInitialMs: 5000 } }), env: {} }))
       .to.throw(ConfigError, /grpc\.reconnectBackoffInitialMs/);
   });

@@ -19,6 +19,9 @@ import { eventually } from '../helpers/cluster.js';
 import { DEFAULT_CONFIG } from '../helpers/clock.js';
 import { PostgresServer } from '../helpers/postgres.js';
 
+/** The configured bound of remembered verified tokens. */
+const VERIFIED_MAX = DEFAULT_CONFIG.gateway.verifiedTokensMax;
+
 // The shared (PostgreSQL) backend against a real server: group commit as one statement,
 // idempotency keys claimed globally, the decision as a compare-and-set, leases and fencing
 // between two gateway instances, the shared denylist and verify keys, and the durability check.
@@ -212,8 +215,8 @@ describe('PostgreSQL transfer log (two gateway instances, one real server)', fun
     try {
       const keysA = new SharedVerifyKeys(pool, systemClock);
       const keysB = new SharedVerifyKeys(pool, systemClock);
-      const a = await Tokens.open(dirs[0]!, { ttlSeconds: 3600, peers: keysA });
-      const b = await Tokens.open(dirs[1]!, { ttlSeconds: 3600, peers: keysB });
+      const a = await Tokens.open(dirs[0]!, { verifiedMax: VERIFIED_MAX, ttlSeconds: 3600, peers: keysA });
+      const b = await Tokens.open(dirs[1]!, { verifiedMax: VERIFIED_MAX, ttlSeconds: 3600, peers: keysB });
       const issued = await a.issue({ bank: 'BankA', username: 'alice' });
       // Not published yet: B cannot verify A's token.
       expect((await b.verify(issued.token)).ok).to.equal(false);

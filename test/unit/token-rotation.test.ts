@@ -7,6 +7,10 @@ import type { Result } from '../../src/core/errors.js';
 import type { Identity } from '../../src/core/transfer.js';
 import { PREVIOUS_KEYS_FILE, rotateSigningKey } from '../../src/gateway/token-keys.js';
 import { TOKEN_AUDIENCE, TOKEN_ISSUER, Tokens, verifyWithJwks } from '../../src/gateway/tokens.js';
+import { DEFAULT_CONFIG } from '../helpers/clock.js';
+
+/** The configured bound of remembered verified tokens. */
+const VERIFIED_MAX = DEFAULT_CONFIG.gateway.verifiedTokensMax;
 
 // Signing key rotation: new tokens carry the new kid; tokens of the rotated-out key verify until
 // they expire (the key's window is the token TTL); a kid nobody knows is TOKEN_INVALID.
@@ -29,7 +33,7 @@ describe('token signing key rotation', () => {
   it('signs new tokens with the new kid; old tokens verify until they expire, then the old key is gone', async () => {
     const dir = newDir();
     let now = 1_700_000_000_000;
-    const clock = { ttlSeconds: TTL_SECONDS, now: () => now };
+    const clock = { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS, now: () => now };
     const before = await Tokens.open(dir, clock);
     const oldToken = (await before.issue(ALICE)).token;
     const oldKid = before.key.kid;
@@ -59,7 +63,7 @@ describe('token signing key rotation', () => {
 
   it('keeps the private half of a rotated-out key nowhere', async () => {
     const dir = newDir();
-    await Tokens.open(dir, { ttlSeconds: TTL_SECONDS });
+    await Tokens.open(dir, { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS });
     await rotateSigningKey(dir, { ttlSeconds: TTL_SECONDS });
     const stored = JSON.parse(fs.readFileSync(path.join(dir, PREVIOUS_KEYS_FILE), 'utf8')) as { keys: Record<string, unknown>[] };
     expect(stored.keys).to.have.length(1);
@@ -70,13 +74,13 @@ describe('token signing key rotation', () => {
 
   it('keeps every rotated-out key inside its window across several rotations', async () => {
     const dir = newDir();
-    const first = await Tokens.open(dir, { ttlSeconds: TTL_SECONDS });
+    const first = await Tokens.open(dir, { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS });
     const t1 = (await first.issue(ALICE)).token;
     await rotateSigningKey(dir, { ttlSeconds: TTL_SECONDS });
-    const second = await Tokens.open(dir, { ttlSeconds: TTL_SECONDS });
+    const second = await Tokens.open(dir, { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS });
     const t2 = (await second.issue(ALICE)).token;
     await rotateSigningKey(dir, { ttlSeconds: TTL_SECONDS });
-    const third = await Tokens.open(dir, { ttlSeconds: TTL_SECONDS });
+    const third = await Tokens.open(dir, { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS });
     expect(new Set([first.key.kid, second.key.kid, third.key.kid]).size).to.equal(3);
     expect(reason(await third.verify(t1))).to.equal('OK');
     expect(reason(await third.verify(t2))).to.equal('OK');
@@ -85,7 +89,7 @@ describe('token signing key rotation', () => {
 
   it('refuses a token whose kid names no key, with TOKEN_INVALID', async () => {
     const dir = newDir();
-    const tokens = await Tokens.open(dir, { ttlSeconds: TTL_SECONDS });
+    const tokens = await Tokens.open(dir, { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS });
     const exp = Math.floor(Date.now() / 1000) + 300;
     const sign = (kid: string, key: CryptoKey) =>
       new SignJWT({ bank: 'BankA', username: 'alice' }).setProtectedHeader({ alg: 'EdDSA', kid }).setSubject('BankA/alice')
@@ -98,13 +102,13 @@ describe('token signing key rotation', () => {
     expect(reason(await tokens.verify(await sign(tokens.key.kid, foreign.privateKey)))).to.equal('TOKEN_INVALID');
     // A key rotated out long ago (outside its window) is unknown too.
     let now = Date.now();
-    const clock = { ttlSeconds: 1, now: () => now };
+    const clock = { verifiedMax: VERIFIED_MAX, ttlSeconds: 1, now: () => now };
     const dir2 = newDir();
     const old = await Tokens.open(dir2, clock);
     const oldToken = (await old.issue(ALICE)).token;
     await rotateSigningKey(dir2, { ttlSeconds: 1, nowMs: now });
     now += 5_000;
-    const current = await Tokens.open(dir2, { ttlSeconds: 3600, now: () => now });
+    const current = await Tokens.open(dir2, { verifiedMax: VERIFIED_MAX, ttlSeconds: 3600, now: () => now });
     // (Its own exp has passed as well, but the key lookup fails first: no key for that kid.)
     expect(reason(await current.verify(oldToken))).to.equal('TOKEN_INVALID');
   });

@@ -19,6 +19,9 @@ import { authenticate, authMiddleware } from '../../src/middleware/server/auth.j
 import { loadTls } from '../../src/tls/credentials.js';
 import { DEFAULT_CONFIG } from '../helpers/clock.js';
 
+/** The configured bound of remembered verified tokens. */
+const VERIFIED_MAX = DEFAULT_CONFIG.gateway.verifiedTokensMax;
+
 const TTL_SECONDS = 3600;
 const ALICE = { bank: 'BankA', username: 'alice' };
 
@@ -49,7 +52,7 @@ describe('tokens', () => {
   });
 
   it('issues a token that verifies to the same identity', async () => {
-    const tokens = await Tokens.open(newDir(), { ttlSeconds: TTL_SECONDS });
+    const tokens = await Tokens.open(newDir(), { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS });
     const before = Date.now();
     const issued = await tokens.issue(ALICE);
     const r = await tokens.verify(issued.token);
@@ -60,7 +63,7 @@ describe('tokens', () => {
   });
 
   it('puts the documented claims and header in the token', async () => {
-    const tokens = await Tokens.open(newDir(), { ttlSeconds: TTL_SECONDS });
+    const tokens = await Tokens.open(newDir(), { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS });
     const { token, tokenId } = await tokens.issue(ALICE);
     const [h, p] = token.split('.') as [string, string];
     const header = JSON.parse(new TextDecoder().decode(base64url.decode(h)));
@@ -71,7 +74,7 @@ describe('tokens', () => {
   });
 
   it('gives every token its own id', async () => {
-    const tokens = await Tokens.open(newDir(), { ttlSeconds: TTL_SECONDS });
+    const tokens = await Tokens.open(newDir(), { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS });
     const a = await tokens.issue(ALICE);
     const b = await tokens.issue(ALICE);
     expect(a.tokenId).to.not.equal(b.tokenId);
@@ -79,7 +82,7 @@ describe('tokens', () => {
 
   it('refuses an expired token with TOKEN_EXPIRED', async () => {
     let nowMs = Date.now();
-    const tokens = await Tokens.open(newDir(), { ttlSeconds: 60, now: () => nowMs });
+    const tokens = await Tokens.open(newDir(), { verifiedMax: VERIFIED_MAX, ttlSeconds: 60, now: () => nowMs });
     const { token } = await tokens.issue(ALICE);
     nowMs += 59_000;
     expect(reasonOfResult(await tokens.verify(token))).to.equal('OK');
@@ -88,7 +91,7 @@ describe('tokens', () => {
   });
 
   it('refuses a tampered token with TOKEN_INVALID', async () => {
-    const tokens = await Tokens.open(newDir(), { ttlSeconds: TTL_SECONDS });
+    const tokens = await Tokens.open(newDir(), { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS });
     const { token } = await tokens.issue(ALICE);
     const [h, p, s] = token.split('.') as [string, string, string];
     const payload = JSON.parse(new TextDecoder().decode(base64url.decode(p)));
@@ -101,15 +104,15 @@ describe('tokens', () => {
   });
 
   it('refuses a token signed by another key with TOKEN_INVALID', async () => {
-    const ours = await Tokens.open(newDir(), { ttlSeconds: TTL_SECONDS });
-    const theirs = await Tokens.open(newDir(), { ttlSeconds: TTL_SECONDS });
+    const ours = await Tokens.open(newDir(), { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS });
+    const theirs = await Tokens.open(newDir(), { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS });
     expect(theirs.key.kid).to.not.equal(ours.key.kid);
     const { token } = await theirs.issue(ALICE);
     expect(reasonOfResult(await ours.verify(token))).to.equal('TOKEN_INVALID');
   });
 
   it('refuses alg "none" and an HMAC token keyed with the public key', async () => {
-    const tokens = await Tokens.open(newDir(), { ttlSeconds: TTL_SECONDS });
+    const tokens = await Tokens.open(newDir(), { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS });
     const claims = { bank: 'BankA', username: 'alice' };
     const exp = Math.floor(Date.now() / 1000) + 600;
     const unsecured = new UnsecuredJWT(claims).setSubject('BankA/alice').setIssuer(TOKEN_ISSUER)
@@ -122,7 +125,7 @@ describe('tokens', () => {
   });
 
   it('refuses a token of our key for another issuer, audience or with an inconsistent subject', async () => {
-    const tokens = await Tokens.open(newDir(), { ttlSeconds: TTL_SECONDS });
+    const tokens = await Tokens.open(newDir(), { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS });
     const exp = Math.floor(Date.now() / 1000) + 600;
     const sign = (iss: string, aud: string, sub: string) =>
       new SignJWT({ bank: 'BankA', username: 'alice' }).setProtectedHeader({ alg: 'EdDSA' }).setIssuer(iss)
@@ -135,36 +138,36 @@ describe('tokens', () => {
 
   it('keeps the signing key across restarts in a 0600 file, and old tokens stay valid', async () => {
     const dir = newDir();
-    const first = await Tokens.open(dir, { ttlSeconds: TTL_SECONDS });
+    const first = await Tokens.open(dir, { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS });
     const { token } = await first.issue(ALICE);
     const file = signingKeyPath(dir);
     expect(path.basename(file)).to.equal(SIGNING_KEY_FILE);
     expect(fs.statSync(file).mode & 0o777).to.equal(0o600);
     expect(JSON.parse(fs.readFileSync(file, 'utf8'))).to.include({ kty: 'OKP', crv: 'Ed25519', kid: first.key.kid });
-    const second = await Tokens.open(dir, { ttlSeconds: TTL_SECONDS });
+    const second = await Tokens.open(dir, { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS });
     expect(second.key.kid).to.equal(first.key.kid);
     expect(reasonOfResult(await second.verify(token))).to.equal('OK');
     expect(fs.readdirSync(dir)).to.deep.equal([SIGNING_KEY_FILE]);
   });
 
   it('publishes only the public key', async () => {
-    const tokens = await Tokens.open(newDir(), { ttlSeconds: TTL_SECONDS });
+    const tokens = await Tokens.open(newDir(), { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS });
     expect(tokens.key.publicJwk).to.have.keys(['kty', 'crv', 'x', 'kid', 'alg', 'use']);
   });
 
   it('refuses to start with a key file others can read', async () => {
     const dir = newDir();
-    await Tokens.open(dir, { ttlSeconds: TTL_SECONDS });
+    await Tokens.open(dir, { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS });
     fs.chmodSync(signingKeyPath(dir), 0o644);
     let error: unknown;
-    await Tokens.open(dir, { ttlSeconds: TTL_SECONDS }).catch((e: unknown) => (error = e));
+    await Tokens.open(dir, { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS }).catch((e: unknown) => (error = e));
     expect(String(error)).to.match(/chmod 600/);
   });
 
   describe('authenticate (header -> identity, with the denylist)', () => {
     it('needs a Bearer token', async () => {
       const dir = newDir();
-      const tokens = await Tokens.open(dir, { ttlSeconds: TTL_SECONDS });
+      const tokens = await Tokens.open(dir, { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS });
       const revocations = openRevocations(dir);
       const { token } = await tokens.issue(ALICE);
       expect(reasonOfResult(await authenticate(undefined, tokens, revocations))).to.equal('TOKEN_MISSING');
@@ -177,7 +180,7 @@ describe('tokens', () => {
 
     it('refuses a revoked token with TOKEN_REVOKED, also after reopening the denylist', async () => {
       const dir = newDir();
-      const tokens = await Tokens.open(dir, { ttlSeconds: TTL_SECONDS });
+      const tokens = await Tokens.open(dir, { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS });
       const kept = await tokens.issue(ALICE);
       const revoked = await tokens.issue(ALICE);
       const first = openRevocations(dir);
@@ -220,7 +223,7 @@ describe('tokens', () => {
       this.timeout(30_000);
       dir = newDir();
       execFileSync(path.resolve('scripts/gen-certs.sh'), [path.join(dir, 'certs')], { stdio: 'ignore' });
-      tokens = await Tokens.open(dir, { ttlSeconds: TTL_SECONDS });
+      tokens = await Tokens.open(dir, { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS });
       revocations = openRevocations(dir);
       server = createNodeServer(silentLogger());
       const health = HealthState();
