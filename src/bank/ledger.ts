@@ -117,6 +117,8 @@ function toHistory(r: Row): HistoryRow {
 export class Ledger {
   private readonly db: Database.Database;
   private readonly sql;
+  /** The group commit's transaction, made once (better-sqlite3 builds a wrapper per transaction() call). */
+  private readonly executeAll: Database.Transaction<(ops: readonly LedgerOp[]) => LedgerOpResult[]>;
 
   private constructor(
     readonly file: string,
@@ -131,6 +133,7 @@ export class Ledger {
     this.db.defaultSafeIntegers(true);
     migrate(this.db);
     this.sql = this.prepareStatements();
+    this.executeAll = this.db.transaction((ops: readonly LedgerOp[]) => ops.map((op) => this.executeInTx(op)));
   }
 
   /** Opens (creating if needed) the ledger in `dataDir`, which is made private to this user. */
@@ -254,7 +257,7 @@ export class Ledger {
    * (an assertion), nothing of the whole group is written and the error propagates.
    */
   execute(ops: readonly LedgerOp[]): LedgerOpResult[] {
-    return this.db.transaction(() => ops.map((op) => this.executeInTx(op))).immediate();
+    return this.executeAll.immediate(ops);
   }
 
   private executeInTx(op: LedgerOp): LedgerOpResult {
