@@ -23,7 +23,6 @@ import { runBin, type NodeProcess } from '../helpers/processes.js';
 
 type Node = 'gateway' | 'BankA' | 'BankB';
 
-
 interface Scenario {
   node: Node;
   point: string;
