@@ -74,7 +74,7 @@ RETURNING scope, failures`;
 export class SharedLoginFailures {
   private pruning: Repeating | undefined;
   /** One warning per outage of the database, not one per login. */
-  readonly outage: OutageLog;
+  private readonly outage: OutageLog;
 
   private constructor(
     private readonly sql: Sql,
@@ -98,6 +98,21 @@ export class SharedLoginFailures {
 
   close(): void {
     this.pruning?.stop();
+  }
+
+  /**
+   * `op`'s answer, or undefined while the database is away (warned once per outage, noted when it
+   * answers again): the instance's own throttle then holds alone.
+   */
+  async unlessAway<T>(op: () => Promise<T>): Promise<T | undefined> {
+    try {
+      const answer = await op();
+      this.outage.ok();
+      return answer;
+    } catch (err) {
+      this.outage.failed(err);
+      return undefined;
+    }
   }
 
   /** How long a login of `account` from `peer` must wait, by the failures of every instance; undefined = it may go. */
@@ -159,13 +174,7 @@ export function sharedLoginGate(local: Pick<LoginThrottle, 'begin'>, shared: Sha
     async begin(account, peer): Promise<GateAdmission> {
       const admitted = local.begin(account, peer);
       if (!admitted.ok) return admitted;
-      let refusal: SharedRefusal | undefined;
-      try {
-        refusal = await shared.refusal(account, peer);
-        shared.outage.ok();
-      } catch (err) {
-        shared.outage.failed(err);
-      }
+      const refusal = await shared.unlessAway(() => shared.refusal(account, peer));
       if (refusal) {
         admitted.attempt.ended();
         return { ok: false, ...refusal };
@@ -175,13 +184,7 @@ export function sharedLoginGate(local: Pick<LoginThrottle, 'begin'>, shared: Sha
         ok: true,
         attempt: {
           async failed() {
-            let everywhere: FailureCounts | undefined;
-            try {
-              everywhere = await shared.failed(account, peer);
-              shared.outage.ok();
-            } catch (err) {
-              shared.outage.failed(err);
-            }
+            const everywhere = await shared.unlessAway(() => shared.failed(account, peer));
             // The shared counts, when there, replace this instance's: a success at another
             // instance cleared the account there, and this one's memory must not outlive that
             // (one mistyped password here would otherwise meet the old back-off).
@@ -189,11 +192,7 @@ export function sharedLoginGate(local: Pick<LoginThrottle, 'begin'>, shared: Sha
           },
           async succeeded() {
             attempt.succeeded();
-            try {
-              await shared.succeeded(account);
-            } catch (err) {
-              shared.outage.failed(err);
-            }
+            await shared.unlessAway(() => shared.succeeded(account));
           },
           ended: () => attempt.ended(),
         },
