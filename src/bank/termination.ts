@@ -1,5 +1,6 @@
 import { isAbortError } from 'abort-controller-x';
 import { backoffMs, sleep, type Clock } from '../core/clock.js';
+import { errorText } from '../core/errors.js';
 import type { Random } from '../core/random.js';
 import type { Discovery } from '../discovery/discovery.js';
 import { CoordinatorServiceDefinition, Decision } from '../gen/coordinator/v1/coordinator.js';
@@ -107,7 +108,7 @@ export class InDoubtResolver {
           inDoubt: ids.length,
           failedRounds: this.failedRounds,
           code: statusName(err),
-          error: err instanceof Error ? err.message : String(err),
+          error: errorText(err),
         });
         return { ...counts, unanswered: true };
       }

@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { errorText } from '../core/errors.js';
 import { Load, type LiveCounts, type Window, type WorkerPlan } from './load.js';
 import type { WindowResult } from './stats.js';
 
@@ -28,7 +29,7 @@ if (!process.send) {
 let load: Load | undefined;
 
 async function fail(err: unknown): Promise<never> {
-  await send({ type: 'error', message: err instanceof Error ? err.message : String(err) });
+  await send({ type: 'error', message: errorText(err) });
   load?.close();
   process.exit(1);
 }

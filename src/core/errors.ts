@@ -49,3 +49,8 @@ export class AppError extends Error {
 
 /** The domain used in google.rpc.ErrorInfo for every error this system raises. */
 export const ERROR_DOMAIN = 'payments.example';
+
+/** What a caught value says, for a log line or an answer: an Error's message, anything else as text. */
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

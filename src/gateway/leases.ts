@@ -1,4 +1,5 @@
 import type { Clock } from '../core/clock.js';
+import { errorText } from '../core/errors.js';
 import { repeat, type Repeating } from '../core/repeat.js';
 import type { Logger } from '../logging/logger.js';
 import { OutageLog } from '../logging/outage.js';
@@ -73,8 +74,4 @@ export class LeaseKeeper {
       if (rows.length < this.limits.takeoverBatchMax) return taken;
     }
   }
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -2,7 +2,7 @@ import { AbortError, isAbortError } from 'abort-controller-x';
 import { Status } from 'nice-grpc';
 import { assert } from '../core/assert.js';
 import { backoffMs, sleep, type Clock, type Timer } from '../core/clock.js';
-import { AppError, type Failure } from '../core/errors.js';
+import { AppError, errorText, type Failure } from '../core/errors.js';
 import type { Random } from '../core/random.js';
 import { isReason } from '../core/reasons.js';
 import {
@@ -341,7 +341,7 @@ export class TransferDriver {
           bank: leg.bank,
           leg: leg.kind,
           code: statusName(err),
-          error: err instanceof Error ? err.message : String(err),
+          error: errorText(err),
         });
         this.deliver(run, {
           type: 'vote_unknown',
@@ -428,7 +428,7 @@ export class TransferDriver {
       if (isAbortError(err)) throw err;
       // Stopped meanwhile (the channel closing fails the call): nothing to retry or report.
       if (run.done) throw new AbortError();
-      log('warn', 'phase 2 call failed, will retry', { code: statusName(err), error: err instanceof Error ? err.message : String(err) });
+      log('warn', 'phase 2 call failed, will retry', { code: statusName(err), error: errorText(err) });
       return false;
     }
   }

@@ -1,7 +1,7 @@
 import { assert } from '../core/assert.js';
 import { sleep, type Clock, type Timer } from '../core/clock.js';
 import { repeat, type Repeating } from '../core/repeat.js';
-import { AppError } from '../core/errors.js';
+import { AppError, errorText } from '../core/errors.js';
 import { isName, isUuid, newTimeOrderedId } from '../core/ids.js';
 import { formatAmount, isCurrency } from '../core/money.js';
 import type { Random } from '../core/random.js';
@@ -145,7 +145,7 @@ export class TransferEngine implements Transfers {
     this.pruning = repeat(this.clock, {
       intervalMs: this.limits.idempotencyPruneIntervalMs,
       // The next round tries again; a store that stays broken shows in every transfer too.
-      onError: (err) => this.logger.warn('pruning expired idempotency keys failed', { error: err instanceof Error ? err.message : String(err) }),
+      onError: (err) => this.logger.warn('pruning expired idempotency keys failed', { error: errorText(err) }),
     }, () => this.pruneExpired());
   }
 

@@ -1,3 +1,4 @@
+import { errorText } from '../core/errors.js';
 import type { Logger } from './logger.js';
 
 // A run of failures of something retried on its own (a periodic sync, a renewal, a shared table),
@@ -25,7 +26,7 @@ export class OutageLog {
 
   /** It failed. */
   failed(err: unknown): void {
-    if (!this.failing) this.logger.warn(this.down, { ...this.fields, error: err instanceof Error ? err.message : String(err) });
+    if (!this.failing) this.logger.warn(this.down, { ...this.fields, error: errorText(err) });
     this.failing = true;
   }
 }

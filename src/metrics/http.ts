@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { errorText } from '../core/errors.js';
 
 // The node's Prometheus endpoint: plain HTTP, `GET /metrics` only, the text format of its own
 // registry. Bound to config metrics.host (loopback by default): it carries no secrets, but it is
@@ -37,7 +38,7 @@ export async function serveMetrics(registry: Registry, settings: MetricsSettings
         res.end(req.method === 'HEAD' ? undefined : text);
       },
       (err: unknown) => {
-        res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${err instanceof Error ? err.message : String(err)}\n`);
+        res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${errorText(err)}\n`);
       },
     );
   });

@@ -1,4 +1,5 @@
 import type { Clock } from '../../core/clock.js';
+import { errorText } from '../../core/errors.js';
 import { repeat, type Repeating } from '../../core/repeat.js';
 import type { Logger } from '../../logging/logger.js';
 import { OutageLog } from '../../logging/outage.js';
@@ -91,7 +92,7 @@ export class SharedLoginFailures {
     const shared = new SharedLoginFailures(sql, limits, clock, logger);
     shared.pruning = repeat(clock, {
       intervalMs: limits.loginThrottlePruneIntervalMs,
-      onError: (err) => logger.warn('pruning shared login failures failed', { error: err instanceof Error ? err.message : String(err) }),
+      onError: (err) => logger.warn('pruning shared login failures failed', { error: errorText(err) }),
     }, () => shared.prune());
     return shared;
   }

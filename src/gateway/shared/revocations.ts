@@ -1,6 +1,6 @@
 import type { Clock } from '../../core/clock.js';
 import { repeat, type Repeating } from '../../core/repeat.js';
-import { AppError } from '../../core/errors.js';
+import { AppError, errorText } from '../../core/errors.js';
 import type { Logger } from '../../logging/logger.js';
 import { OutageLog } from '../../logging/outage.js';
 import type { Sql } from './sql.js';
@@ -98,5 +98,5 @@ export class SharedRevocations {
 
 /** A database failure as the caller sees it: try again (or another instance). */
 export function storeUnavailable(err: unknown): AppError {
-  return new AppError('STORE_UNAVAILABLE', `the shared gateway database cannot be reached now (${err instanceof Error ? err.message : String(err)}); retry shortly`);
+  return new AppError('STORE_UNAVAILABLE', `the shared gateway database cannot be reached now (${errorText(err)}); retry shortly`);
 }
