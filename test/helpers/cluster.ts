@@ -41,7 +41,8 @@ interface UserRecord {
   password: string;
 }
 
-const CALL_LIMITS = { callTimeoutMs: 10_000, retryMaxAttempts: 1, retryBaseDelayMs: 50, retryMaxDelayMs: 500, ...DEFAULT_CONFIG.grpc };
+/** One attempt per call, a deadline far above what a busy machine needs: what the tests' clients use by default. */
+export const CALL_LIMITS = { callTimeoutMs: 10_000, retryMaxAttempts: 1, retryBaseDelayMs: 50, retryMaxDelayMs: 500, ...DEFAULT_CONFIG.grpc };
 /**
  * The tests' calls to a node that may just have restarted: grpc-js fails calls fast while the
  * channel is in reconnect back-off (up to grpc.reconnectBackoffMaxMs, 1 s), so UNAVAILABLE is retried

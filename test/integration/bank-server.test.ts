@@ -13,12 +13,11 @@ import { createNodeClient, type NodeClient } from '../../src/grpc/client.js';
 import { expectFailure } from '../helpers/expect-failure.js';
 import { silentLogger } from '../../src/logging/logger.js';
 import { loadTls } from '../../src/tls/credentials.js';
+import { CALL_LIMITS } from '../helpers/cluster.js';
 import { ROOT, runBin, startNode, stopNode } from '../helpers/processes.js';
-import { DEFAULT_CONFIG } from '../helpers/clock.js';
 
 // A real bank server (in-process, and as bin/bank processes) over mutual TLS on loopback port 0.
 
-const CALL_LIMITS = { callTimeoutMs: 10_000, retryMaxAttempts: 1, retryBaseDelayMs: 50, retryMaxDelayMs: 500, ...DEFAULT_CONFIG.grpc };
 
 function debit(username: string, amountMinor: bigint, transactionId = newId()) {
   return { transactionId, username, amountMinor, currency: 'EUR', counterpartyBank: 'BankB', counterpartyUsername: 'bob' };

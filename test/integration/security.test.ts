@@ -21,17 +21,15 @@ import { reasonOf, retryDelayMsOf, statusOf } from '../../src/grpc/errors.js';
 import { closeLogger, createLogger, silentLogger, type Logger } from '../../src/logging/logger.js';
 import { loadTls } from '../../src/tls/credentials.js';
 import { PEER_IDENTITY_HEADER, PEER_ROLE_HEADER, peerCertificateReads } from '../../src/tls/peer-identity.js';
-import { bearer, eventually, freePort } from '../helpers/cluster.js';
+import { bearer, CALL_LIMITS, eventually, freePort } from '../helpers/cluster.js';
 import { expectFailure } from '../helpers/expect-failure.js';
 import { reflect } from '../helpers/reflection-client.js';
 import { ROOT } from '../helpers/processes.js';
-import { DEFAULT_CONFIG } from '../helpers/clock.js';
 
 // The gateway and a bank in-process on ephemeral loopback ports, over mutual TLS with the
 // certificates of scripts/gen-certs.sh: who may call what (certificate roles), login throttling,
 // the bank's bound on password checks, and bounded input (message size, log lines, bad bytes).
 
-const CALL_LIMITS = { callTimeoutMs: 10_000, retryMaxAttempts: 1, retryBaseDelayMs: 50, retryMaxDelayMs: 500, ...DEFAULT_CONFIG.grpc };
 const SERVING = 1; // grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING
 
 describe('security: certificate roles, login throttling, bounded input', function () {
