@@ -65,7 +65,7 @@ export async function startBankServer(
   const ledger = Ledger.open(node.dataDir);
   const metrics = options.metrics ?? new BankMetrics(name);
   metrics.watchInDoubt(() => ledger.inDoubtLegCount());
-  const server = createNodeServer(logger, { peerIdentityServices: [BankServiceDefinition.fullName], ...(node.metricsPort === undefined ? {} : { rpcMetrics: metrics.rpc }) });
+  const server = createNodeServer(logger, { slowCallMs: config.logging.slowCallMs, peerIdentityServices: [BankServiceDefinition.fullName], ...(node.metricsPort === undefined ? {} : { rpcMetrics: metrics.rpc }) });
   // gRPC health, outside the peer allowlist so Consul's checks (any certificate of our CA) reach it;
   // NOT_SERVING until listening.
   const health = HealthState();

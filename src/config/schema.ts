@@ -29,6 +29,8 @@ export const ConfigSchema = z.strictObject({
     console: z.boolean().default(true),
     /** Longest string value written to a log line; longer ones are cut, their length noted (last line of defence: callers' values are cut where they are echoed). */
     fieldMaxChars: z.number().int().min(64).max(1_000_000).default(1024),
+    /** A successful call that took at least this long is logged at info, the others at debug (0: every call at info). */
+    slowCallMs: z.number().int().min(0).max(3_600_000).default(1000),
   }).prefault({}),
   /** The nodes' Prometheus endpoints (plain HTTP); each is on only with its port set: gateway.metricsPort, banks.<name>.metricsPort. */
   metrics: z.strictObject({

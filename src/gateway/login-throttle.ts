@@ -70,8 +70,8 @@ interface Entry {
   inFlight: number;
 }
 
-/** Exponent cap, so 2 ** n stays a finite number (the back-off is capped far below it anyway). */
-const MAX_DOUBLINGS = 40;
+/** Exponent cap, so 2 ** n stays a finite number (the back-off is capped far below it anyway); the shared table's SQL uses it too. */
+export const MAX_DOUBLINGS = 40;
 
 class FailureTable {
   // Map order is insertion order: re-inserting on each failure keeps the least recently failed first.

@@ -98,6 +98,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
     health.setStatus('unhealthy');
     // Every service but health admits one role, so its calls carry the TLS peer identity.
     const server = createNodeServer(logger, {
+      slowCallMs: config.logging.slowCallMs,
       peerIdentityServices: [GatewayServiceDefinition.fullName, CoordinatorServiceDefinition.fullName],
       maxReceiveMessageBytes: limits.maxReceiveMessageBytes,
       // Counted only when someone can scrape them: no per-call work otherwise.

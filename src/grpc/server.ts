@@ -9,6 +9,8 @@ import { serverCredentials, type TlsMaterial } from '../tls/credentials.js';
 import { malformedRequestMiddleware } from './malformed.js';
 
 export interface NodeServerOptions {
+  /** A successful call that took at least this long is logged at info (config logging.slowCallMs). */
+  readonly slowCallMs: number;
   /**
    * Full names of the services whose calls need the TLS peer identity (those behind
    * peerAllowlistMiddleware); default every service.
@@ -24,7 +26,7 @@ export interface NodeServerOptions {
 // RPC metrics by method and final status (when given) <- error details on the wire <- one log line per call <- domain errors mapped to statuses
 // <- undecodable requests refused. Add services with guardDecode(definition) (src/grpc/malformed.ts)
 // so undecodable bytes reach that last middleware instead of grpc-js's INTERNAL.
-export function createNodeServer(logger: Logger, options: NodeServerOptions = {}) {
+export function createNodeServer(logger: Logger, options: NodeServerOptions) {
   const services = options.peerIdentityServices;
   const needsIdentity = services === undefined
     ? () => true
@@ -35,7 +37,7 @@ export function createNodeServer(logger: Logger, options: NodeServerOptions = {}
   });
   return (options.rpcMetrics ? server.use(options.rpcMetrics) : server)
     .use(errorDetailsServerMiddleware)
-    .use(serverLoggingMiddleware(logger))
+    .use(serverLoggingMiddleware(logger, options.slowCallMs))
     .use(errorMappingMiddleware(logger))
     .use(malformedRequestMiddleware);
 }

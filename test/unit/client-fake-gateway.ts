@@ -18,6 +18,7 @@ import { createNodeServer, listenTls } from '../../src/grpc/server.js';
 import { silentLogger } from '../../src/logging/logger.js';
 import { loadTls } from '../../src/tls/credentials.js';
 import { ROOT } from '../helpers/processes.js';
+import { DEFAULT_CONFIG } from '../helpers/clock.js';
 
 // A small in-memory GatewayService on a real nice-grpc server with mutual TLS, for client tests.
 // It records what arrives (method, idempotency key, authorization) and can be told to fail.
@@ -68,7 +69,7 @@ export class FakeGateway {
   private readonly users = new Map<string, User>();
   private readonly tokens = new Map<string, TokenInfo>();
   private readonly transfers = new Map<string, { request: CreateTransferRequest; transfer: Transfer }>();
-  private readonly server = createNodeServer(silentLogger());
+  private readonly server = createNodeServer(silentLogger(), DEFAULT_CONFIG.logging);
   port = 0;
 
   private constructor(private readonly certsDir: string) {}

@@ -50,6 +50,8 @@ describe('config', () => {
     expect(c.grpc).to.deep.equal({ reconnectBackoffInitialMs: 200, reconnectBackoffMaxMs: 1000 });
     expect(c.metrics).to.deep.equal({ host: '127.0.0.1', connectionsMax: 16, requestTimeoutMs: 10_000 });
     expect(c.gateway.verifiedTokensMax).to.equal(10_000);
+    expect(c.logging.slowCallMs).to.equal(1000);
+    expect(() => loadConfig({ path: write({ logging: { slowCallMs: -1 } }), env: {} })).to.throw(ConfigError, /logging\.slowCallMs/);
     expect(() => loadConfig({ path: write({ grpc: { reconnectBackoffInitialMs: 5000 } }), env: {} }))
       .to.throw(ConfigError, /grpc\.reconnectBackoffInitialMs/);
   });

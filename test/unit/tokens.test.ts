@@ -225,7 +225,7 @@ describe('tokens', () => {
       execFileSync(path.resolve('scripts/gen-certs.sh'), [path.join(dir, 'certs')], { stdio: 'ignore' });
       tokens = await Tokens.open(dir, { verifiedMax: VERIFIED_MAX, ttlSeconds: TTL_SECONDS });
       revocations = openRevocations(dir);
-      server = createNodeServer(silentLogger());
+      server = createNodeServer(silentLogger(), DEFAULT_CONFIG.logging);
       const health = HealthState();
       health.setStatus('healthy');
       // Health stands in for a protected service: Check needs a token, Watch is declared public.

@@ -27,7 +27,7 @@ import { TransferEngine } from '../../src/gateway/transfer-engine.js';
 import { createNodeServer, listenTls } from '../../src/grpc/server.js';
 import { silentLogger } from '../../src/logging/logger.js';
 import { loadTls } from '../../src/tls/credentials.js';
-import { storeOptions } from '../helpers/clock.js';
+import { DEFAULT_CONFIG, storeOptions } from '../helpers/clock.js';
 import { PRESUMED_ABORT, type Tx } from '../../src/coordinator/index.js';
 
 // The engine against real gRPC bank servers over mutual TLS. The banks are small in-memory 2PC
@@ -173,7 +173,7 @@ class TestBank {
   }
 
   async start(certDir: string, port = 0): Promise<void> {
-    const server = createNodeServer(logger);
+    const server = createNodeServer(logger, DEFAULT_CONFIG.logging);
     server.add(BankServiceDefinition, this.implementation());
     this.port = await listenTls(server, '127.0.0.1', port, loadTls(certDir, this.name));
     this.server = server;

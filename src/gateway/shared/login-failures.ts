@@ -3,7 +3,7 @@ import { errorText } from '../../core/errors.js';
 import { repeat, type Repeating } from '../../core/repeat.js';
 import type { Logger } from '../../logging/logger.js';
 import { OutageLog } from '../../logging/outage.js';
-import type { FailureCounts, GateAdmission, LoginGate, LoginThrottle, LoginThrottleLimits } from '../login-throttle.js';
+import { MAX_DOUBLINGS, type FailureCounts, type GateAdmission, type LoginGate, type LoginThrottle, type LoginThrottleLimits } from '../login-throttle.js';
 import type { Sql } from './sql.js';
 
 // Failed logins counted across every gateway instance (PostgreSQL), so that an attacker who
@@ -49,9 +49,6 @@ interface SharedRefusal {
   readonly retryAfterMs: number;
 }
 const SCOPES: readonly Scope[] = ['account', 'peer'];
-
-/** The back-off doubles at most this many times (2 ** n stays finite; the max caps it far below). */
-const MAX_DOUBLINGS = 40;
 
 // One failure of an account and of a caller ($1, $2), against their thresholds ($3, $4), with the
 // back-off base and max ($5, $6) and the window ($7), all in ms. `f` is the stored row; an expired

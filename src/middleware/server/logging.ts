@@ -7,12 +7,9 @@ import { callIds } from '../call-ids.js';
 // Logs one line per call: method, peer, duration, status code and the transaction id it concerns.
 // It logs and rethrows; it never changes an outcome. Never logs request bodies (passwords).
 // Successful calls are logged at debug (thousands a second on the hot path), slow ones
-// (SLOW_CALL_MS or more) and failures at info or above.
+// (config logging.slowCallMs or more) and failures at info or above.
 
-/** A successful call taking at least this long is logged at info. */
-export const SLOW_CALL_MS = 1000;
-
-export function serverLoggingMiddleware(logger: Logger) {
+export function serverLoggingMiddleware(logger: Logger, slowCallMs: number) {
   const debug = logger.isDebugEnabled();
   return async function* serverLogging<Req, Res>(call: ServerMiddlewareCall<Req, Res>, context: CallContext) {
     const started = performance.now();
@@ -20,7 +17,7 @@ export function serverLoggingMiddleware(logger: Logger) {
     try {
       const result = yield* call.next(call.request, context);
       const durationMs = round(performance.now() - started);
-      if (durationMs >= SLOW_CALL_MS) logger.info('rpc', { ...base, code: 'OK', durationMs, slow: true });
+      if (durationMs >= slowCallMs) logger.info('rpc', { ...base, code: 'OK', durationMs, slow: true });
       else if (debug) logger.debug('rpc', { ...base, code: 'OK', durationMs });
       return result;
     } catch (err) {
