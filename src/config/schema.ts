@@ -125,6 +125,8 @@ export const ConfigSchema = z.strictObject({
     revocationSyncIntervalMs: positiveMs.max(10_000).default(250),
     /** Shared log: a revocation list not re-read for this long is not trusted; token checks then ask the database. */
     revocationMaxStalenessMs: positiveMs.max(60_000).default(1000),
+    /** Shared log: a token naming a key id nobody published makes a gateway re-read the shared keys at most this often (forged ids cannot flood the database). */
+    tokenKeyRefreshMinIntervalMs: positiveMs.max(60_000).default(1000),
     /** A request for a transfer another gateway is running re-reads the shared log this often until it is decided. */
     transferPollIntervalMs: positiveMs.max(10_000).default(50),
     tokenTtlSeconds: z.number().int().positive().default(3600),
@@ -162,6 +164,8 @@ export const ConfigSchema = z.strictObject({
     idempotencyPruneIntervalMs: positiveMs.default(60_000),
     /** Rows deleted per pruning transaction. */
     idempotencyPruneBatchMax: z.number().int().positive().max(100_000).default(1000),
+    /** Pruning transactions per round at most; a larger backlog is worked off over the next rounds. */
+    idempotencyPruneBatchesPerRoundMax: z.number().int().positive().max(10_000).default(20),
     /** Group commit: coordinator records written in one transaction (one fsync) at most. */
     persistBatchMaxRecords: z.number().int().positive().max(100_000).default(1024),
     /** Group commit: how long a record waits for others; 0 = until the end of the event-loop turn. */

@@ -77,11 +77,11 @@ async function openShared(
   const gateway = config.gateway;
   const pool = await connectPostgres(gateway.postgres, logger, `payments-gateway-${gateway.instanceId}`);
   try {
-    const verifyKeys = new SharedVerifyKeys(pool, clock);
+    const verifyKeys = new SharedVerifyKeys(pool, clock, gateway.tokenKeyRefreshMinIntervalMs);
     const tokens = await Tokens.open(gateway.dataDir, { ttlSeconds: gateway.tokenTtlSeconds, verifiedMax: gateway.verifiedTokensMax, now: () => clock.nowMs(), peers: verifyKeys });
     // Before the first token is issued: every instance can then verify it.
     await verifyKeys.publish(gateway.instanceId, { current: tokens.key, previous: tokens.previous });
-    const revocations = await SharedRevocations.open(pool, gateway, clock, logger);
+    const revocations = await SharedRevocations.open(pool, { ...gateway, syncOverlapMs: gateway.postgres.statementTimeoutMs }, clock, logger);
     const loginFailures = SharedLoginFailures.open(pool, gateway, clock, logger);
     const log = new PostgresTransferLog({
       pool, instanceId: gateway.instanceId, leaseMs: gateway.leaseMs, groupCommit: gateway, clock,

@@ -33,11 +33,11 @@ export interface TransferEngineLimits extends DriverLimits {
   readonly takeoverBatchMax: number;
   /** Rows deleted per pruning transaction (a short write lock each). */
   readonly idempotencyPruneBatchMax: number;
+  /** Pruning transactions per round at most; a larger backlog is worked off over the next rounds. */
+  readonly idempotencyPruneBatchesPerRoundMax: number;
 }
 
 const HOUR_MS = 3_600_000;
-/** Pruning transactions per round; a larger backlog is worked off over the next rounds. */
-const PRUNE_BATCHES_PER_ROUND_MAX = 20;
 
 export interface TransferEngineOptions {
   /** The durable coordinator log (either backend). */
@@ -159,7 +159,7 @@ export class TransferEngine implements Transfers {
     const batch = this.limits.idempotencyPruneBatchMax;
     const beforeMs = this.clock.nowMs() - retentionMs;
     let pruned = 0;
-    for (let i = 0; i < PRUNE_BATCHES_PER_ROUND_MAX; i++) {
+    for (let i = 0; i < this.limits.idempotencyPruneBatchesPerRoundMax; i++) {
       if (this.state !== 'running' || !this.store.isOpen) break;
       const n = await this.store.pruneFinal(beforeMs, batch);
       pruned += n;

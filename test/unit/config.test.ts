@@ -51,6 +51,7 @@ describe('config', () => {
     expect(c.metrics).to.deep.equal({ host: '127.0.0.1', connectionsMax: 16, requestTimeoutMs: 10_000 });
     expect(c.gateway.verifiedTokensMax).to.equal(10_000);
     expect(c.logging.slowCallMs).to.equal(1000);
+    expect(c.gateway).to.include({ idempotencyPruneBatchesPerRoundMax: 20, tokenKeyRefreshMinIntervalMs: 1000 });
     expect(() => loadConfig({ path: write({ logging: { slowCallMs: -1 } }), env: {} })).to.throw(ConfigError, /logging\.slowCallMs/);
     expect(() => loadConfig({ path: write({ grpc: { reconnectBackoffInitialMs: 5000 } }), env: {} }))
       .to.throw(ConfigError, /grpc\.reconnectBackoffInitialMs/);

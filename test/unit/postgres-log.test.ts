@@ -210,11 +210,11 @@ describe('PostgreSQL transfer log (two gateway instances, one real server)', fun
 
   it('shares logouts and verify keys between instances', async () => {
     const dirs = [fs.mkdtempSync(path.join(os.tmpdir(), 'pg-tokens-')), fs.mkdtempSync(path.join(os.tmpdir(), 'pg-tokens-'))];
-    const limits = { revocationSyncIntervalMs: 50, revocationMaxStalenessMs: 1000 };
+    const limits = { revocationSyncIntervalMs: 50, revocationMaxStalenessMs: 1000, syncOverlapMs: DEFAULT_CONFIG.gateway.postgres.statementTimeoutMs };
     const [ra, rb] = [await SharedRevocations.open(pool, limits, systemClock, silentLogger()), await SharedRevocations.open(pool, limits, systemClock, silentLogger())];
     try {
-      const keysA = new SharedVerifyKeys(pool, systemClock);
-      const keysB = new SharedVerifyKeys(pool, systemClock);
+      const keysA = new SharedVerifyKeys(pool, systemClock, DEFAULT_CONFIG.gateway.tokenKeyRefreshMinIntervalMs);
+      const keysB = new SharedVerifyKeys(pool, systemClock, DEFAULT_CONFIG.gateway.tokenKeyRefreshMinIntervalMs);
       const a = await Tokens.open(dirs[0]!, { verifiedMax: VERIFIED_MAX, ttlSeconds: 3600, peers: keysA });
       const b = await Tokens.open(dirs[1]!, { verifiedMax: VERIFIED_MAX, ttlSeconds: 3600, peers: keysB });
       const issued = await a.issue({ bank: 'BankA', username: 'alice' });
@@ -225,6 +225,11 @@ describe('PostgreSQL transfer log (two gateway instances, one real server)', fun
       await ra.revoke(issued.tokenId, issued.expiresAtMs);
       expect(await ra.isRevoked(issued.tokenId)).to.equal(true);
       await eventually(async () => rb.isRevoked(issued.tokenId) === true, 5000, 'the logout at A to reach B');
+      // A revocation that committed late: its revoked_at is older than B's last re-read, but
+      // within the overlap (the statement timeout), so B still sees it.
+      await pool.query(`INSERT INTO revoked_tokens (jti, expires_at_ms, revoked_at) VALUES ('late-commit', $1, clock_timestamp() - interval '3 seconds')`,
+        [Date.now() + 3_600_000]);
+      await eventually(async () => rb.isRevoked('late-commit') === true, 5000, 'the late-committed logout to reach B');
     } finally {
       ra.close();
       rb.close();

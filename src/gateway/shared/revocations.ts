@@ -18,10 +18,12 @@ export interface SharedRevocationLimits {
   readonly revocationSyncIntervalMs: number;
   /** Memory older than this is not trusted: checks go to the database. */
   readonly revocationMaxStalenessMs: number;
+  /**
+   * Recent revocations are re-read with this overlap, so that an INSERT whose revoked_at was taken
+   * that long before it committed is still seen: the longest a statement may run (postgres.statementTimeoutMs).
+   */
+  readonly syncOverlapMs: number;
 }
-
-/** Recent revocations are re-read with this overlap: an INSERT that committed late is still seen. */
-const SYNC_OVERLAP_MS = 5000;
 
 export class SharedRevocations {
   private readonly revoked = new Map<string, number>();
@@ -86,7 +88,7 @@ export class SharedRevocations {
       `WITH now AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms)
        SELECT r.jti, r.expires_at_ms, now.ms AS db_now_ms
          FROM now LEFT JOIN revoked_tokens r ON ${full ? 'r.expires_at_ms > $1' : 'r.revoked_at >= to_timestamp($1 / 1000.0)'}`,
-      [full ? startedAtMs : this.syncedDbMs - SYNC_OVERLAP_MS]);
+      [full ? startedAtMs : this.syncedDbMs - this.limits.syncOverlapMs]);
     for (const row of res.rows) if (row.jti !== null && row.expires_at_ms !== null) this.revoked.set(row.jti, Number(row.expires_at_ms));
     this.syncedDbMs = Number(res.rows[0]!.db_now_ms);
     // Fresh as of when the read began (what committed before it is in it).

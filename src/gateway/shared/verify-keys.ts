@@ -8,12 +8,10 @@ import type { Sql } from './sql.js';
 // issued by one instance verifies at every other and no private key ever leaves its machine.
 // (Consul KV would do too, but the database is already what every instance must reach to work at
 // all, and it keeps the keys next to the state they protect.) A verifier looks up an unknown kid
-// here at most once per KEY_REFRESH_MIN_INTERVAL_MS, so forged kids cannot flood the database.
+// here at most once per gateway.tokenKeyRefreshMinIntervalMs, so forged kids cannot flood the database.
 
 /** The current key of an instance is published without an end: its tokens end by their own expiry. */
 const CURRENT_KEY_VERIFY_UNTIL_MS = Number.MAX_SAFE_INTEGER;
-/** Unknown kids make the directory re-read the table at most this often. */
-const KEY_REFRESH_MIN_INTERVAL_MS = 1000;
 
 export interface PeerKey {
   readonly publicKey: CryptoKey;
@@ -29,6 +27,8 @@ export class SharedVerifyKeys {
   constructor(
     private readonly sql: Sql,
     private readonly clock: Clock,
+    /** Unknown kids make the directory re-read the table at most this often. */
+    private readonly refreshMinIntervalMs: number,
   ) {}
 
   /** Publishes this instance's current key and its rotated-out keys still in their window. */
@@ -52,7 +52,7 @@ export class SharedVerifyKeys {
     const nowMs = this.clock.nowMs();
     const hit = this.known.get(kid);
     if (hit && hit.verifyUntilMs > nowMs) return hit;
-    if (nowMs - this.refreshedAtMs >= KEY_REFRESH_MIN_INTERVAL_MS) {
+    if (nowMs - this.refreshedAtMs >= this.refreshMinIntervalMs) {
       this.refreshing ??= this.refresh(nowMs).finally(() => { this.refreshing = undefined; });
     }
     if (this.refreshing) await this.refreshing;
