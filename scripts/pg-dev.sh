@@ -7,6 +7,7 @@
 #   scripts/pg-dev.sh url DIR                  postgres://payments@127.0.0.1:PORT/payments
 #   scripts/pg-dev.sh standby PRIMARY_DIR DIR [--port N]   a synchronous streaming standby of PRIMARY
 #   scripts/pg-dev.sh promote DIR              the standby becomes a primary
+#   scripts/pg-dev.sh tls DIR CERT KEY         TLS on (ssl = on, reloaded) with this certificate and key
 # The server listens on 127.0.0.1 and a unix socket in DIR; the role and database are `payments`
 # with trust authentication: only local processes can reach it, and it holds throwaway data. fsync
 # and synchronous_commit keep their defaults (on). PostgreSQL refuses to run as root: as root the
@@ -14,7 +15,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bindir=$("$root/scripts/install-postgres.sh" | tail -1)
-cmd=${1:?usage: pg-dev.sh start|stop|kill|status|url|standby|promote DIR}
+cmd=${1:?usage: pg-dev.sh start|stop|kill|status|url|standby|promote|tls DIR}
 shift
 
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
@@ -95,6 +96,20 @@ case "$cmd" in
     as_pg "$bindir/psql" -q -h 127.0.0.1 -p "$(port_of "$primary")" -U payments -d payments \
       -c "ALTER SYSTEM SET synchronous_standby_names = 'standby'" -c "SELECT pg_reload_conf()" >/dev/null
     port_of "$dir"
+    ;;
+  tls)
+    dir=$(realpath -m "${1:?DIR}"); cert=${2:?CERT}; key=${3:?KEY}
+    # The server reads them from its data folder, as its own files; the key private (0600). Read
+    # here, written as the server's user (it may not reach the files where they are).
+    as_pg sh -c 'umask 077; cat > "$1"' _ "$dir/data/server.crt" < "$cert"
+    as_pg sh -c 'umask 077; cat > "$1"' _ "$dir/data/server.key" < "$key"
+    as_pg "$bindir/psql" -q -h 127.0.0.1 -p "$(port_of "$dir")" -U payments -d payments \
+      -c "ALTER SYSTEM SET ssl = on" -c "SELECT pg_reload_conf()" >/dev/null
+    for i in $(seq 1 100); do
+      [ "$(as_pg "$bindir/psql" -At -h 127.0.0.1 -p "$(port_of "$dir")" -U payments -d payments -c 'SHOW ssl')" = on ] && exit 0
+      sleep 0.1
+    done
+    echo "pg-dev: TLS did not come on in $dir; log:" >&2; tail -20 "$dir/log" >&2; exit 1
     ;;
   promote)
     dir=$(realpath -m "${1:?DIR}")

@@ -105,8 +105,10 @@ export const ConfigSchema = z.strictObject({
       passwordEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
       /** A file holding the password; it must not be readable by group or others (0600). */
       passwordFile: z.string().min(1).optional(),
-      /** TLS to PostgreSQL (verified against the system's CAs). */
+      /** TLS to PostgreSQL; the server's certificate is verified (against sslCaFile, or the system's CAs). */
       ssl: z.boolean().default(false),
+      /** PEM file of the CA(s) that issued PostgreSQL's certificate (a private CA), trusted instead of the system's; needs ssl. */
+      sslCaFile: z.string().min(1).optional(),
       /** Connections at most (group commits, reads, leases). */
       poolMax: z.number().int().min(2).max(200).default(10),
       connectTimeoutMs: positiveMs.default(5000),
@@ -275,6 +277,9 @@ export const ConfigSchema = z.strictObject({
 }).refine((c) => c.gateway.bankBatchMaxItems <= c.bank.batchItemsMax, {
   message: 'gateway.bankBatchMaxItems must be <= bank.batchItemsMax (a bank refuses larger batches)',
   path: ['gateway', 'bankBatchMaxItems'],
+}).refine((c) => c.gateway.postgres.sslCaFile === undefined || c.gateway.postgres.ssl, {
+  message: 'gateway.postgres.sslCaFile needs gateway.postgres.ssl = true (without TLS there is no certificate to check)',
+  path: ['gateway', 'postgres', 'sslCaFile'],
 }).refine((c) => c.gateway.leaseRenewIntervalMs * 2 <= c.gateway.leaseMs, {
   message: 'gateway.leaseRenewIntervalMs must be at most half of gateway.leaseMs (one missed renewal must not lose a lease)',
   path: ['gateway', 'leaseRenewIntervalMs'],

@@ -81,6 +81,11 @@ export class PostgresServer {
     await run(SCRIPT, ['promote', this.dataDir], { timeout: 60_000 });
   }
 
+  /** TLS on, with this certificate and key (pg-dev.sh tls); connections without TLS still work. */
+  async enableTls(certFile: string, keyFile: string): Promise<void> {
+    await run(SCRIPT, ['tls', this.dataDir, certFile, keyFile], { timeout: 60_000 });
+  }
+
   async stop(): Promise<void> {
     await run(SCRIPT, ['stop', this.dataDir], { timeout: 60_000 });
     fs.rmSync(this.dir, { recursive: true, force: true });

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import pg from 'pg';
 import type { Config } from '../../config/schema.js';
+import { errorText } from '../../core/errors.js';
 import type { Logger } from '../../logging/logger.js';
 import { LOGIN_FAILURES_SCHEMA } from '../shared/login-failures.js';
 import { SHARED_STATE_SCHEMA } from '../shared/sql.js';
@@ -43,6 +44,17 @@ export function postgresPassword(settings: PostgresSettings, env: NodeJS.Process
   return undefined;
 }
 
+/** TLS options of the connections: off, or on with the server's certificate always verified. */
+export function postgresTls(settings: PostgresSettings): false | { rejectUnauthorized: true; ca?: string } {
+  if (!settings.ssl) return false;
+  if (settings.sslCaFile === undefined) return { rejectUnauthorized: true };
+  try {
+    return { rejectUnauthorized: true, ca: fs.readFileSync(settings.sslCaFile, 'utf8') };
+  } catch (err) {
+    throw new Error(`gateway.postgres.sslCaFile ${settings.sslCaFile}: ${errorText(err)}`);
+  }
+}
+
 /** Opens a pool, refuses a database that would lose acknowledged commits, applies migrations. */
 export async function connectPostgres(settings: PostgresSettings, logger: Logger, applicationName: string): Promise<pg.Pool> {
   const password = postgresPassword(settings);
@@ -52,7 +64,7 @@ export async function connectPostgres(settings: PostgresSettings, logger: Logger
     database: settings.database,
     user: settings.user,
     ...(password !== undefined ? { password } : {}),
-    ssl: settings.ssl ? { rejectUnauthorized: true } : false,
+    ssl: postgresTls(settings),
     max: settings.poolMax,
     connectionTimeoutMillis: settings.connectTimeoutMs,
     statement_timeout: settings.statementTimeoutMs,
