@@ -64,6 +64,42 @@ export function parseStatCpuSeconds(stat: string, ticks: number): number {
   return (utime + stime) / ticks;
 }
 
+/** The machine's CPU time so far, in clock ticks over all cores (/proc/stat, first line). */
+export interface MachineTicks {
+  /** Running anything: user, nice, system, irq, softirq. */
+  readonly busy: number;
+  /** Taken by the hypervisor for other guests while this one wanted to run. */
+  readonly steal: number;
+  /** busy + idle + iowait + steal. */
+  readonly total: number;
+}
+
+/** The first ("cpu") line of /proc/stat: user nice system idle iowait irq softirq steal ... */
+export function parseProcStat(text: string): MachineTicks {
+  const line = text.split('\n').find((l) => l.startsWith('cpu '));
+  const f = line?.trim().split(/\s+/).slice(1, 9).map(Number) ?? [];
+  if (f.length < 8 || f.some((n) => !Number.isFinite(n))) throw new Error(`cannot read CPU times from /proc/stat: "${line ?? ''}"`);
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = f as [number, number, number, number, number, number, number, number];
+  const busy = user + nice + system + irq + softirq;
+  return { busy, steal, total: busy + idle + iowait + steal };
+}
+
+/** The machine's CPU time so far; undefined where there is no /proc/stat. */
+export function machineTicks(): MachineTicks | undefined {
+  try {
+    return parseProcStat(fs.readFileSync('/proc/stat', 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Share of the machine (all cores) busy between two readings, and stolen by the hypervisor, in %. */
+export function machineUse(from: MachineTicks | undefined, to: MachineTicks | undefined): { busyPct: number; stealPct: number } {
+  const total = from && to ? to.total - from.total : 0;
+  if (!from || !to || total <= 0) return { busyPct: NaN, stealPct: NaN };
+  return { busyPct: ((to.busy - from.busy) / total) * 100, stealPct: ((to.steal - from.steal) / total) * 100 };
+}
+
 export interface MachineInfo {
   readonly nproc: number;
   readonly cpuModel: string;

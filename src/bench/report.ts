@@ -22,10 +22,17 @@ function cpuCell(p: PointResult): string {
   return p.cpu.map((c) => `${c.name} ${c.seconds.toFixed(1)}`).join(' / ');
 }
 
+/** How full the whole machine was: below 100% with throughput flat, something other than CPU waits. */
+function machineCell(p: PointResult): string {
+  if (!Number.isFinite(p.machineBusyPct)) return '-';
+  const steal = p.machineStealPct >= 0.5 ? ` (steal ${p.machineStealPct.toFixed(0)})` : '';
+  return `${p.machineBusyPct.toFixed(0)}${steal}`;
+}
+
 /** Rows of the results table, header first. */
 export function tableRows(points: readonly PointResult[]): string[][] {
   const rows = [['C', 'committed/s', 'committed', 'aborted', 'failed', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'CPU ms/transfer',
-    'CPU s (measured window)', 'load avg', 'money']];
+    'CPU s (measured window)', 'machine busy %', 'load avg', 'money']];
   for (const p of points) {
     rows.push([
       String(p.concurrency),
@@ -39,6 +46,7 @@ export function tableRows(points: readonly PointResult[]): string[][] {
       ms(p.latency.maxMs),
       ms(p.cpuMsPerTransfer),
       cpuCell(p),
+      machineCell(p),
       p.loadAvg1.toFixed(1),
       p.conservation.conserved ? 'conserved' : `NOT conserved (start ${p.conservation.startMinor}, end ${p.conservation.endMinor}, held ${p.conservation.heldMinor})`,
     ]);

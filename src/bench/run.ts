@@ -7,7 +7,7 @@ import type { LiveCounts, WorkerPlan } from './load.js';
 import { formatAmountDist, type BenchOptions } from './options.js';
 import { loadConfig } from '../config/load.js';
 import { openTransferLogReader } from '../gateway/store/open.js';
-import { cpuSecondsOf, cpuSecondsOfTree, machineInfo, type MachineInfo } from './proc.js';
+import { cpuSecondsOf, cpuSecondsOfTree, machineInfo, machineTicks, machineUse, type MachineInfo, type MachineTicks } from './proc.js';
 import { mergeWindows, summarizeLatencies, totalOf, type Counts, type LatencySummary, type WindowResult } from './stats.js';
 import { launchSystem, targetSystem, type BenchSystem, type MoneyTotals, type NodeRef } from './system.js';
 import type { FromWorker, ToWorker } from './worker.js';
@@ -60,6 +60,10 @@ export interface PointResult {
   readonly cpuMsPerTransfer: number;
   /** 1-minute load average when the measured window began: other work on the machine shows here. */
   readonly loadAvg1: number;
+  /** Share of all cores busy over the measured window (any process), % (NaN without /proc/stat). */
+  readonly machineBusyPct: number;
+  /** Share of the window the hypervisor gave to other guests while this machine wanted to run, %. */
+  readonly machineStealPct: number;
   readonly conservation: Conservation;
   /** Committed transfers in each second since the load started (warm-up included). */
   readonly timeline: readonly number[];
@@ -243,17 +247,21 @@ export async function runPoint(system: BenchSystem, o: BenchOptions, concurrency
 
     let before: Map<string, number> | undefined;
     let after: Map<string, number> | undefined;
+    let machineBefore: MachineTicks | undefined;
+    let machineAfter: MachineTicks | undefined;
     let loadAvg1 = os.loadavg()[0]!;
     // Traced nodes dump (and restart) their histograms as the window opens and as it closes.
     let opened: Promise<unknown> | undefined;
     let closed: ReturnType<typeof collectDumps> | undefined;
     const t1 = setTimeout(() => {
       before = cpuSnapshot(refs);
+      machineBefore = machineTicks();
       loadAvg1 = os.loadavg()[0]!;
       opened = collectDumps(system.traced);
     }, window.measureFromMs - Date.now());
     const t2 = setTimeout(() => {
       after = cpuSnapshot(refs);
+      machineAfter = machineTicks();
       closed = opened?.then(() => collectDumps(system.traced));
     }, window.endAtMs - Date.now());
     let last = 0;
@@ -282,8 +290,11 @@ export async function runPoint(system: BenchSystem, o: BenchOptions, concurrency
       clearTimeout(t2);
     }
     const merged = mergeWindows(workers.map((w) => w.result!));
+    // The window's end may come before its timer ran (the workers answered first): read now.
     before ??= cpuSnapshot(refs);
     after ??= cpuSnapshot(refs);
+    machineBefore ??= machineTicks();
+    machineAfter ??= machineTicks();
     const cpu: CpuUse[] = [];
     let loadgen = 0;
     for (const [name, b] of before) {
@@ -302,6 +313,7 @@ export async function runPoint(system: BenchSystem, o: BenchOptions, concurrency
       banks: system.banks.flatMap((b) => dumps.get(b) ?? []),
       loadgenUtilization: workers.flatMap((w) => (w.eventLoopUtilization === undefined ? [] : [w.eventLoopUtilization])),
     };
+    const machine = machineUse(machineBefore, machineAfter);
     const conservation = await settle(system, start);
     return {
       concurrency,
@@ -317,6 +329,8 @@ export async function runPoint(system: BenchSystem, o: BenchOptions, concurrency
       cpu,
       cpuMsPerTransfer: merged.committed > 0 ? (cpu.reduce((n, c) => n + c.seconds, 0) * 1000) / merged.committed : NaN,
       loadAvg1,
+      machineBusyPct: machine.busyPct,
+      machineStealPct: machine.stealPct,
       conservation,
       timeline,
       ...(failover ? { failover: await failover } : {}),

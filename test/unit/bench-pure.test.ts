@@ -10,7 +10,7 @@ import {
   sessionParty,
   type BenchOptions,
 } from '../../src/bench/options.js';
-import { parseStatCpuSeconds } from '../../src/bench/proc.js';
+import { machineUse, parseProcStat, parseStatCpuSeconds } from '../../src/bench/proc.js';
 import { markdownTable, writeDocsSection } from '../../src/bench/report.js';
 import { classify, mergeWindows, percentile, summarizeLatencies } from '../../src/bench/stats.js';
 import fs from 'node:fs';
@@ -162,6 +162,17 @@ describe('bench: process, profile and docs helpers', () => {
   it('reads utime + stime from /proc/<pid>/stat, even with spaces in the name', () => {
     const stat = '1234 (node (bench) x) S 1 2 3 4 5 6 7 8 9 10 250 150 0 0 20 0 11 0';
     expect(parseStatCpuSeconds(stat, 100)).to.equal(4);
+  });
+
+  it('reads the machine’s busy, idle and stolen time from /proc/stat, and the share busy between two readings', () => {
+    // user nice system idle iowait irq softirq steal guest guest_nice
+    const from = parseProcStat('cpu  100 0 50 800 10 5 5 30 0 0\ncpu0 50 0 25 400 5 2 3 15 0 0\nintr 1\n');
+    expect(from).to.deep.equal({ busy: 160, steal: 30, total: 1000 });
+    const to = parseProcStat('cpu  250 0 100 950 10 10 10 70 0 0\n');
+    // 210 of the 400 ticks in between were busy, 40 stolen.
+    expect(machineUse(from, to)).to.deep.equal({ busyPct: 52.5, stealPct: 10 });
+    expect(Number.isNaN(machineUse(undefined, to).busyPct)).to.equal(true);
+    expect(() => parseProcStat('intr 1\n')).to.throw(/proc\/stat/);
   });
 
   it('aggregates a cpuprofile by self time', () => {
