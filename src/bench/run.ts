@@ -137,15 +137,21 @@ function onceFrom(w: Worker, type: FromWorker['type'], timeoutMs: number): Promi
   });
 }
 
-function cpuSnapshot(refs: readonly NodeRef[]): Map<string, number> {
-  const m = new Map<string, number>();
+/** CPU seconds so far of every process we account for (by name), and of the whole machine. */
+interface CpuSnapshot {
+  readonly byName: Map<string, number>;
+  readonly machine: MachineTicks | undefined;
+}
+
+function cpuSnapshot(refs: readonly NodeRef[]): CpuSnapshot {
+  const byName = new Map<string, number>();
   for (const r of refs) {
     const s = r.tree ? cpuSecondsOfTree(r.pid) : cpuSecondsOf(r.pid);
-    if (s !== undefined) m.set(r.name, s);
+    if (s !== undefined) byName.set(r.name, s);
   }
   const self = process.cpuUsage();
-  m.set('bench', (self.user + self.system) / 1e6);
-  return m;
+  byName.set('bench', (self.user + self.system) / 1e6);
+  return { byName, machine: machineTicks() };
 }
 
 async function settle(system: BenchSystem, start: MoneyTotals): Promise<Conservation> {
@@ -245,23 +251,19 @@ export async function runPoint(system: BenchSystem, o: BenchOptions, concurrency
     const results = workers.map((w) => onceFrom(w, 'result', o.warmupS * 1000 + o.durationS * 1000 + o.callTimeoutMs + RESULT_GRACE_MS));
     workers.forEach((w) => w.child.send({ type: 'go', window } satisfies ToWorker));
 
-    let before: Map<string, number> | undefined;
-    let after: Map<string, number> | undefined;
-    let machineBefore: MachineTicks | undefined;
-    let machineAfter: MachineTicks | undefined;
+    let before: CpuSnapshot | undefined;
+    let after: CpuSnapshot | undefined;
     let loadAvg1 = os.loadavg()[0]!;
     // Traced nodes dump (and restart) their histograms as the window opens and as it closes.
     let opened: Promise<unknown> | undefined;
     let closed: ReturnType<typeof collectDumps> | undefined;
     const t1 = setTimeout(() => {
       before = cpuSnapshot(refs);
-      machineBefore = machineTicks();
       loadAvg1 = os.loadavg()[0]!;
       opened = collectDumps(system.traced);
     }, window.measureFromMs - Date.now());
     const t2 = setTimeout(() => {
       after = cpuSnapshot(refs);
-      machineAfter = machineTicks();
       closed = opened?.then(() => collectDumps(system.traced));
     }, window.endAtMs - Date.now());
     let last = 0;
@@ -293,12 +295,10 @@ export async function runPoint(system: BenchSystem, o: BenchOptions, concurrency
     // The window's end may come before its timer ran (the workers answered first): read now.
     before ??= cpuSnapshot(refs);
     after ??= cpuSnapshot(refs);
-    machineBefore ??= machineTicks();
-    machineAfter ??= machineTicks();
     const cpu: CpuUse[] = [];
     let loadgen = 0;
-    for (const [name, b] of before) {
-      const a = after.get(name);
+    for (const [name, b] of before.byName) {
+      const a = after.byName.get(name);
       if (a === undefined) continue;
       if (name.startsWith('loadgen') || name === 'bench') {
         loadgen += a - b;
@@ -313,7 +313,7 @@ export async function runPoint(system: BenchSystem, o: BenchOptions, concurrency
       banks: system.banks.flatMap((b) => dumps.get(b) ?? []),
       loadgenUtilization: workers.flatMap((w) => (w.eventLoopUtilization === undefined ? [] : [w.eventLoopUtilization])),
     };
-    const machine = machineUse(machineBefore, machineAfter);
+    const machine = machineUse(before.machine, after.machine);
     const conservation = await settle(system, start);
     return {
       concurrency,

@@ -27,7 +27,6 @@ export interface TokenOptions {
   readonly peers?: { find(kid: string): Promise<{ readonly publicKey: CryptoKey; readonly verifyUntilMs: number } | undefined> };
 }
 
-
 export class Tokens {
   private readonly now: () => number;
   /**
