@@ -17,6 +17,7 @@ import { BankTrace } from '../trace/bank-trace.js';
 import { BankMetrics } from '../metrics/bank.js';
 import { serveMetrics, type MetricsEndpoint } from '../metrics/http.js';
 import { Ledger } from './ledger.js';
+import { BatchStreams } from './batch-stream.js';
 import { bankService } from './service.js';
 import { GatewayDecisionSource, InDoubtResolver } from './termination.js';
 
@@ -79,11 +80,13 @@ export async function startBankServer(
     trace.traceLedger(ledger);
     service = trace.service(service);
   }
+  // The batch calls again as messages on one stream, over the same (traced) handlers.
+  const streams = new BatchStreams(logger);
   // Only the gateway: its role and its name.
   const gateway = config.tls.gatewayIdentity;
   server
     .with(peerAllowlistMiddleware((peer) => peer.role === 'gateway' && peer.cn === gateway))
-    .add(guardDecode(BankServiceDefinition), service);
+    .add(guardDecode(BankServiceDefinition), { ...service, batchStream: streams.handler(service) });
   addReflection(server, [BankServiceDefinition.fullName]);
   let port: number;
   let endpoint: MetricsEndpoint | undefined;
@@ -114,7 +117,7 @@ export async function startBankServer(
     stop() {
       // Out of Consul first, so the gateway stops routing here; then drain; the metrics endpoint
       // goes before the ledger it reads.
-      stopped ??= registrar.deregister().then(() => health.setStatus('unhealthy')).then(() => Promise.all([inDoubt.stop(), server.shutdown()])).then(() => endpoint?.close()).finally(() => {
+      stopped ??= registrar.deregister().then(() => health.setStatus('unhealthy')).then(() => Promise.all([inDoubt.stop(), (streams.close(), server.shutdown())])).then(() => endpoint?.close()).finally(() => {
         nodeTrace?.close();
         ledger.close();
         logger.info('bank stopped');

@@ -86,13 +86,16 @@ function legKindOf(kind: LegKind): Leg['kind'] | undefined {
   return undefined;
 }
 
+/** The bank's calls but BatchStream, which the server adds over these (src/bank/batch-stream.ts). */
+export type BankCalls = Omit<BankServiceImplementation, 'batchStream'>;
+
 /** `groupCommitObserver`: told of each group commit of the ledger (the bank's metrics). */
 export function bankService(
   ledger: Ledger,
   limits: BankServiceLimits,
   clock: Clock,
   groupCommitObserver?: GroupCommitObserver,
-): BankServiceImplementation {
+): BankCalls {
   assert(limits.historyPageSizeDefault <= limits.historyPageSizeMax, 'history page size default exceeds max');
   primeUnknownUserHash();
   const invalidCredentials = () => new AppError('INVALID_CREDENTIALS', 'unknown user or wrong password');

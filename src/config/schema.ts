@@ -178,6 +178,8 @@ export const ConfigSchema = z.strictObject({
     bankBatchMaxItems: z.number().int().positive().max(10_000).default(256),
     /** How long a queued 2PC call waits for others to the same bank; 0 = until the end of the event-loop turn. */
     bankBatchWindowMs: z.number().int().min(0).max(100).default(0),
+    /** The 2PC batches go as messages on one long-lived BatchStream per bank (false: a unary call each). */
+    bankBatchStream: z.boolean().default(true),
     /** Largest request message the public server accepts; a larger one is refused (RESOURCE_EXHAUSTED) before any handler runs. */
     maxReceiveMessageBytes: z.number().int().min(1024).max(4 * 1024 * 1024).default(65_536),
     /** Login throttling: failed logins of one account (bank + username) within the window before back-off starts. */

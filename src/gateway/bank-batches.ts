@@ -33,7 +33,6 @@ export interface BankBatchLimits {
 /** Per-call options: the deadline in ms from now. */
 export interface BatchCallOptions {
   readonly deadline: number;
-  readonly signal?: AbortSignal;
 }
 
 /**

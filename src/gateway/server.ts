@@ -85,7 +85,7 @@ export async function startGatewayServer(options: GatewayServerOptions): Promise
       retryBaseDelayMs: limits.bankCallRetryBaseDelayMs,
       retryMaxDelayMs: limits.bankCallRetryMaxDelayMs,
       ...config.grpc,
-    });
+    }, clock, limits.bankBatchStream);
     closers.push(() => bankClients.close());
     const transfers: Transfers = await (options.openTransfers ?? openTransferEngine)({ config, bankClients, logger, log: state.log, clock, metrics });
     closers.push((graceMs) => transfers.stop(graceMs));

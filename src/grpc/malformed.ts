@@ -31,10 +31,14 @@ export function guardDecode<D extends TsProtoServiceDefinition>(definition: D): 
   return { ...definition, methods };
 }
 
+/** Whether a decoded request is the marker of bytes that did not decode (a streamed request's handler checks each). */
+export function isMalformed(request: unknown): boolean {
+  return typeof request === 'object' && request !== null && MALFORMED in request;
+}
+
 /** Refuses a request whose bytes did not decode (see guardDecode). */
 export async function* malformedRequestMiddleware<Req, Res>(call: ServerMiddlewareCall<Req, Res>, context: CallContext) {
-  const request: unknown = call.request;
-  if (typeof request === 'object' && request !== null && MALFORMED in request) {
+  if (isMalformed(call.request)) {
     throw new AppError('MALFORMED_REQUEST', `the request is not a valid ${call.method.path} request message`);
   }
   return yield* call.next(call.request, context);

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type { BankServiceImplementation } from '../gen/bank/v1/bank.js';
+import type { BankCalls } from '../bank/service.js';
 import type { Ledger } from '../bank/ledger.js';
 import type { CriticalPathRecorder } from './critical-path.js';
 
@@ -44,7 +44,7 @@ export class BankTrace {
   }
 
   /** The service with its 2PC batch calls timed. */
-  service(inner: BankServiceImplementation): BankServiceImplementation {
+  service(inner: BankCalls): BankCalls {
     return {
       ...inner,
       prepareBatch: this.timed('prepare', inner.prepareBatch.bind(inner)),

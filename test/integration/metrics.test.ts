@@ -127,19 +127,19 @@ describe('metrics: a Prometheus endpoint on every node', function () {
     expect(moved(gw, gwBefore, 'payments_group_commit_batch_size_sum')).to.be.at.least(2);
     expect(moved(gw, gwBefore, 'payments_group_commit_duration_seconds_count', { result: 'ok' })).to.be.greaterThan(0);
 
-    // Banks: the 2PC calls of the transfer (batched or single), their group commits, nothing left in doubt.
+    // Banks: the 2PC calls of the transfer (messages on the gateway's BatchStream: a prepare
+    // batch and a commit batch), their group commits, nothing left in doubt.
     for (const bank of BANKS) {
       const old = before.get(bank)!;
       let now: Sample[] = [];
       await eventually(async (note) => {
         now = await scrape(ports.get(bank)!);
-        const commits = moved(now, old, 'grpc_server_handled_total', rpc('CommitBatch')) + moved(now, old, 'grpc_server_handled_total', rpc('Commit'));
+        const messages = moved(now, old, 'grpc_server_msg_received_total', { grpc_method: 'BatchStream' });
+        const answers = moved(now, old, 'grpc_server_msg_sent_total', { grpc_method: 'BatchStream' });
         const inDoubt = total(now, 'payments_bank_in_doubt_legs');
-        note(`commit RPCs +${commits}, in-doubt legs ${inDoubt}`);
-        return commits >= 1 && inDoubt === 0;
-      }, 20_000, `${bank}: commit RPC observed and no leg in doubt`);
-      const prepares = ['PrepareBatch', 'PrepareDebit', 'PrepareCredit'].reduce((n, m) => n + moved(now, old, 'grpc_server_handled_total', rpc(m)), 0);
-      expect(prepares, `${bank} prepare RPCs`).to.be.at.least(1);
+        note(`batch stream messages +${messages} in, +${answers} out, in-doubt legs ${inDoubt}`);
+        return messages >= 2 && answers >= 2 && inDoubt === 0;
+      }, 20_000, `${bank}: prepare and commit batches answered and no leg in doubt`);
       expect(moved(now, old, 'payments_group_commit_batch_size_count'), `${bank} group commits`).to.be.at.least(2);
       expect(moved(now, old, 'payments_group_commit_duration_seconds_count'), `${bank} group commit time`).to.be.at.least(2);
     }

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import type { CallContext } from 'nice-grpc-common';
 import { Ledger } from '../../src/bank/ledger.js';
-import { bankService, type BankServiceLimits } from '../../src/bank/service.js';
+import { bankService, type BankCalls, type BankServiceLimits } from '../../src/bank/service.js';
 import { InDoubtResolver, type CoordinatorDecision, type DecisionSource, type InDoubtLimits } from '../../src/bank/termination.js';
 import { assert } from '../../src/core/assert.js';
 import { AppError } from '../../src/core/errors.js';
@@ -19,7 +19,6 @@ import {
   PrepareBatchResponse,
   TransactionState,
   Vote,
-  type BankServiceImplementation,
 } from '../../src/gen/bank/v1/bank.js';
 import type { Logger } from '../../src/logging/logger.js';
 import type { SimNetwork } from './network.js';
@@ -161,7 +160,7 @@ export class BankNode implements Incarnation {
   epoch = 0;
   up = false;
   ledger: Ledger | undefined;
-  service: BankServiceImplementation | undefined;
+  service: BankCalls | undefined;
 
   constructor(
     readonly name: string,

@@ -21,6 +21,8 @@ import {
   type BankServiceImplementation,
   type PrepareDebitRequest,
 } from '../../src/gen/bank/v1/bank.js';
+import { BatchStreams } from '../../src/bank/batch-stream.js';
+import type { BankCalls } from '../../src/bank/service.js';
 import { BankClients } from '../../src/gateway/bank-clients.js';
 import { openSqliteLog, type SqliteTransferLog } from '../../src/gateway/store/sqlite.js';
 import { TransferEngine } from '../../src/gateway/transfer-engine.js';
@@ -133,7 +135,7 @@ class TestBank {
     const unimplemented = async (): Promise<never> => {
       throw new ServerError(Status.UNIMPLEMENTED, 'not in the test bank');
     };
-    return {
+    const calls: BankCalls = {
       authenticate: unimplemented,
       getBalance: unimplemented,
       listTransactions: unimplemented,
@@ -170,6 +172,8 @@ class TestBank {
         return { states: req.transactionIds.map((id) => this.abort(id)) };
       },
     };
+    // The same batch calls as messages on one stream (what the gateway uses), as at a real bank.
+    return { ...calls, batchStream: new BatchStreams(logger).handler(calls) };
   }
 
   async start(certDir: string, port = 0): Promise<void> {
@@ -276,7 +280,7 @@ describe('transfer engine (real gRPC banks over mTLS, real SQLite)', function ()
         retryBaseDelayMs: 50,
         retryMaxDelayMs: 200,
         ...config.grpc,
-      });
+      }, systemClock, config.gateway.bankBatchStream);
       const engine = new TransferEngine({ store, bankClients, limits: config.gateway, logger, clock: systemClock, random: systemRandom() });
       await engine.start();
       return { store, bankClients, engine };

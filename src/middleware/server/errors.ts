@@ -33,6 +33,14 @@ export function toServerError(err: AppError): RichServerError {
   return new RichServerError(STATUS_OF[err.code], err.message, [info, retry]);
 }
 
+/** A failure nobody expected (a bug): logged with its stack, answered as INTERNAL with nothing of it. */
+export function internalError(logger: Logger, method: string, err: unknown): RichServerError {
+  logger.error('unexpected error', { method, error: err instanceof Error ? err.stack : String(err) });
+  return new RichServerError(Status.INTERNAL, 'internal error', [
+    ErrorInfo.fromPartial({ reason: 'INTERNAL', domain: ERROR_DOMAIN }),
+  ]);
+}
+
 export function errorMappingMiddleware(logger: Logger) {
   return async function* errorMapping<Req, Res>(call: ServerMiddlewareCall<Req, Res>, context: CallContext) {
     try {
@@ -41,10 +49,7 @@ export function errorMappingMiddleware(logger: Logger) {
       if (isAbortError(err)) throw err;
       if (err instanceof AppError) throw toServerError(err);
       if (err instanceof ServerError) throw err;
-      logger.error('unexpected error', { method: call.method.path, error: err instanceof Error ? err.stack : String(err) });
-      throw new RichServerError(Status.INTERNAL, 'internal error', [
-        ErrorInfo.fromPartial({ reason: 'INTERNAL', domain: ERROR_DOMAIN }),
-      ]);
+      throw internalError(logger, call.method.path, err);
     }
   };
 }
