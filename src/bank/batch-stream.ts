@@ -59,6 +59,8 @@ export class BatchStreams {
       ending = true;
       endIfIdle();
     };
+    // Listening before any request is read, so that no answer can be emitted unheard.
+    const answered = on(answers, 'answer', { close: ['end'], signal: context.signal });
     this.open.add(end);
     const read = async () => {
       for await (const request of requests) {
@@ -75,7 +77,7 @@ export class BatchStreams {
     };
     read().catch(fail);
     try {
-      for await (const [response] of on(answers, 'answer', { close: ['end'], signal: context.signal })) {
+      for await (const [response] of answered) {
         yield response as BatchStreamResponse;
       }
     } finally {

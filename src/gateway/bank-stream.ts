@@ -113,8 +113,10 @@ export class BankBatchStream implements BankBatchClient {
     const stream: Stream = { requests: new EventEmitter(), abort: new AbortController() };
     this.stream = stream;
     const { signal } = stream.abort;
+    // Listening from now on: a request emitted before the call starts reading waits in here.
+    const emitted = on(stream.requests, 'request', { signal });
     async function* requests(): AsyncGenerator<BatchStreamRequest> {
-      for await (const [request] of on(stream.requests, 'request', { signal })) yield request as BatchStreamRequest;
+      for await (const [request] of emitted) yield request as BatchStreamRequest;
     }
     const answers = this.lean.batchStream(requests(), { signal });
     void (async () => {
