@@ -16,12 +16,23 @@ export interface GroupCommitLimits {
   readonly groupCommitWindowMs: number;
 }
 
+/** Told of each shared transaction (its size and time) and of the operations it performed. */
+export interface LedgerObserver extends GroupCommitObserver {
+  /** The operations of one transaction that is now on disk. */
+  performed(ops: readonly LedgerOp[]): void;
+}
+
 export class LedgerGroupCommit {
   private readonly group: GroupCommit<LedgerOp, LedgerOpResult>;
 
-  /** `observer`: told of each shared transaction (the bank's metrics). */
-  constructor(ledger: Ledger, limits: GroupCommitLimits, clock: Clock, observer?: GroupCommitObserver) {
-    this.group = new GroupCommit((ops) => ledger.execute(ops), {
+  /** `observer`: the bank's metrics. */
+  constructor(ledger: Ledger, limits: GroupCommitLimits, clock: Clock, observer?: LedgerObserver) {
+    const execute = (ops: readonly LedgerOp[]) => {
+      const results = ledger.execute(ops);
+      observer?.performed(ops);
+      return results;
+    };
+    this.group = new GroupCommit(execute, {
       maxItems: limits.groupCommitOpsMax,
       windowMs: limits.groupCommitWindowMs,
       // Every bank operation has a caller waiting for it: none is ever a background item.

@@ -74,7 +74,7 @@ export async function startBankServer(
   server.add(guardDecode(HealthDefinition), HealthServiceImpl(health));
   // Critical-path tracing for the benchmark (PAYMENTS_TRACE_CRITICAL_PATH=1; nothing is wrapped otherwise).
   const nodeTrace = startNodeTrace(name, node.dataDir);
-  let service = bankService(ledger, config.bank, systemClock, metrics.groupCommit);
+  let service = bankService(ledger, config.bank, systemClock, metrics.ledger);
   if (nodeTrace) {
     const trace = new BankTrace(nodeTrace.recorder);
     trace.traceLedger(ledger);

@@ -12,8 +12,7 @@ import {
   type HistoryEntry,
   type PrepareLeg,
 } from '../gen/bank/v1/bank.js';
-import type { GroupCommitObserver } from '../core/group-commit.js';
-import { LedgerGroupCommit } from './group-commit.js';
+import { LedgerGroupCommit, type LedgerObserver } from './group-commit.js';
 import type { Ledger, HistoryRow, LedgerOpResult } from './ledger.js';
 import { decodePageToken, encodePageToken } from './page-token.js';
 import { SettledReads, type SettledReadsLimits } from './settled-reads.js';
@@ -89,12 +88,12 @@ function legKindOf(kind: LegKind): Leg['kind'] | undefined {
 /** The bank's calls but BatchStream, which the server adds over these (src/bank/batch-stream.ts). */
 export type BankCalls = Omit<BankServiceImplementation, 'batchStream'>;
 
-/** `groupCommitObserver`: told of each group commit of the ledger (the bank's metrics). */
+/** `ledgerObserver`: told of each group commit of the ledger and what it performed (the bank's metrics). */
 export function bankService(
   ledger: Ledger,
   limits: BankServiceLimits,
   clock: Clock,
-  groupCommitObserver?: GroupCommitObserver,
+  ledgerObserver?: LedgerObserver,
 ): BankCalls {
   assert(limits.historyPageSizeDefault <= limits.historyPageSizeMax, 'history page size default exceeds max');
   primeUnknownUserHash();
@@ -102,7 +101,7 @@ export function bankService(
   // Each check takes a core for ~100 ms: a flood of logins must not queue without bound.
   const passwordChecks = new ConcurrencyLimit(limits.passwordChecksMax, limits.passwordCheckQueueMax);
   // Every 2PC operation, single or batched, goes through one group commit (one fsync per turn).
-  const group = new LedgerGroupCommit(ledger, limits, clock, groupCommitObserver);
+  const group = new LedgerGroupCommit(ledger, limits, clock, ledgerObserver);
   // Balance and history reads wait for the legs prepared before them (src/bank/settled-reads.ts).
   const reads = new SettledReads(ledger, limits, clock);
   group.onFlushed(() => reads.recheck());

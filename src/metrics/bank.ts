@@ -1,13 +1,41 @@
-import { Gauge } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
+import type { LedgerObserver } from '../bank/group-commit.js';
 import { NodeMetrics } from './node.js';
 
-// A bank's metrics: the common node metrics plus its in-doubt legs (prepared, not yet decided).
+// A bank's metrics: the common node metrics plus its in-doubt legs (prepared, not yet decided) and
+// the 2PC operations it performed, by kind (however they arrived: the gateway's batches travel as
+// BatchStream messages, so the per-method RPC counters do not tell prepares from commits).
 
 export class BankMetrics extends NodeMetrics {
   private inDoubtSource: (() => number) | undefined;
+  /** The ledger's group commits and what they performed. */
+  readonly ledger: LedgerObserver;
 
   constructor(name: string) {
     super(name);
+    const operations = new Counter({
+      name: 'payments_bank_operations_total',
+      help: '2PC operations performed at this bank, by op (prepare: one per leg; commit; abort), repeats included, durable when counted.',
+      labelNames: ['op'] as const,
+      registers: [this.registry],
+    });
+    const groupCommit = this.groupCommit;
+    this.ledger = {
+      writeStarted: (items) => groupCommit.writeStarted(items),
+      performed(ops) {
+        let prepare = 0;
+        let commit = 0;
+        let abort = 0;
+        for (const op of ops) {
+          if (op.type === 'prepare') prepare += 1;
+          else if (op.type === 'commit') commit += 1;
+          else abort += 1;
+        }
+        if (prepare > 0) operations.inc({ op: 'prepare' }, prepare);
+        if (commit > 0) operations.inc({ op: 'commit' }, commit);
+        if (abort > 0) operations.inc({ op: 'abort' }, abort);
+      },
+    };
     const inDoubt = () => this.inDoubtSource?.() ?? 0;
     new Gauge({
       name: 'payments_bank_in_doubt_legs',

@@ -136,10 +136,15 @@ describe('metrics: a Prometheus endpoint on every node', function () {
         now = await scrape(ports.get(bank)!);
         const messages = moved(now, old, 'grpc_server_msg_received_total', { grpc_method: 'BatchStream' });
         const answers = moved(now, old, 'grpc_server_msg_sent_total', { grpc_method: 'BatchStream' });
+        const commits = moved(now, old, 'payments_bank_operations_total', { op: 'commit' });
         const inDoubt = total(now, 'payments_bank_in_doubt_legs');
-        note(`batch stream messages +${messages} in, +${answers} out, in-doubt legs ${inDoubt}`);
-        return messages >= 2 && answers >= 2 && inDoubt === 0;
-      }, 20_000, `${bank}: prepare and commit batches answered and no leg in doubt`);
+        note(`batch stream messages +${messages} in, +${answers} out, commits +${commits}, in-doubt legs ${inDoubt}`);
+        return messages >= 2 && answers >= 2 && commits >= 1 && inDoubt === 0;
+      }, 20_000, `${bank}: prepare and commit batches answered, the commit performed, no leg in doubt`);
+      // A leg of the cross-bank transfer was prepared here (a repeat after a slow answer counts
+      // again), nothing aborted.
+      expect(moved(now, old, 'payments_bank_operations_total', { op: 'prepare' }), `${bank} prepared legs`).to.be.at.least(1);
+      expect(moved(now, old, 'payments_bank_operations_total', { op: 'abort' }), `${bank} aborts`).to.equal(0);
       expect(moved(now, old, 'payments_group_commit_batch_size_count'), `${bank} group commits`).to.be.at.least(2);
       expect(moved(now, old, 'payments_group_commit_duration_seconds_count'), `${bank} group commit time`).to.be.at.least(2);
     }
