@@ -115,9 +115,14 @@ export async function startBankServer(
     metricsPort: endpoint?.port,
     ledger,
     stop() {
-      // Out of Consul first, so the gateway stops routing here; then drain; the metrics endpoint
-      // goes before the ledger it reads.
-      stopped ??= registrar.deregister().then(() => health.setStatus('unhealthy')).then(() => Promise.all([inDoubt.stop(), (streams.close(), server.shutdown())])).then(() => endpoint?.close()).finally(() => {
+      // Out of Consul first, so the gateway stops routing here; then drain (the gateway's batch
+      // streams end once their begun batches are answered); the metrics endpoint goes before the
+      // ledger it reads.
+      const drain = () => {
+        streams.close();
+        return Promise.all([inDoubt.stop(), server.shutdown()]);
+      };
+      stopped ??= registrar.deregister().then(() => health.setStatus('unhealthy')).then(drain).then(() => endpoint?.close()).finally(() => {
         nodeTrace?.close();
         ledger.close();
         logger.info('bank stopped');

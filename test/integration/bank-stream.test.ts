@@ -10,7 +10,7 @@ import { startBankServer, type RunningBank } from '../../src/bank/server.js';
 import { ConfigSchema, type Config } from '../../src/config/schema.js';
 import { systemClock } from '../../src/core/clock.js';
 import { newId } from '../../src/core/ids.js';
-import { BankServiceDefinition, LegKind, TransactionState, Vote, type PrepareLeg } from '../../src/gen/bank/v1/bank.js';
+import { BankServiceDefinition, LegKind, TransactionState, Vote, type PrepareBatchRequest, type PrepareLeg } from '../../src/gen/bank/v1/bank.js';
 import { BankBatchStream } from '../../src/gateway/bank-stream.js';
 import { createNodeClient, type NodeClient } from '../../src/grpc/client.js';
 import { createNodeServer, listenTls } from '../../src/grpc/server.js';
@@ -55,8 +55,21 @@ describe('2PC batches on one BatchStream (mutual TLS)', function () {
     return stream;
   };
 
-  /** A bank server of our own: these batch calls, on a definition with or without BatchStream. */
-  const serve = async (calls: BatchCalls, withStream: boolean) => {
+  /**
+   * A bank server of our own that votes YES to every leg (after `hold`, if given) and acknowledges
+   * every commit and abort, on a definition with or without BatchStream.
+   */
+  const serveYes = async (withStream: boolean, hold?: (req: PrepareBatchRequest) => Promise<void>) => {
+    const seen = { prepareBatches: 0 };
+    const calls: BatchCalls = {
+      prepareBatch: async (req) => {
+        await hold?.(req);
+        seen.prepareBatches += 1;
+        return { votes: req.legs.map(() => ({ vote: Vote.VOTE_YES, reason: '', message: '' })) };
+      },
+      commitBatch: async (req) => ({ states: req.transactionIds.map(() => TransactionState.TRANSACTION_STATE_COMMITTED) }),
+      abortBatch: async (req) => ({ states: req.transactionIds.map(() => TransactionState.TRANSACTION_STATE_ABORTED) }),
+    };
     const server = createNodeServer(logger, { slowCallMs: config.logging.slowCallMs });
     const refuse = async (): Promise<never> => {
       throw new Error('not in this test bank');
@@ -69,7 +82,7 @@ describe('2PC batches on one BatchStream (mutual TLS)', function () {
       server.add({ ...BankServiceDefinition, methods }, base);
     }
     const port = await listenTls(server, '127.0.0.1', 0, loadTls(config.tls.dir, 'BankA'));
-    return { port, stop: () => server.forceShutdown() };
+    return { port, seen, stop: () => server.forceShutdown() };
   };
 
   before(async () => {
@@ -178,15 +191,7 @@ describe('2PC batches on one BatchStream (mutual TLS)', function () {
   });
 
   it('falls back to unary calls for a bank without BatchStream (UNIMPLEMENTED), the waiting calls included', async () => {
-    let calls = 0;
-    const old = await serve({
-      prepareBatch: async (req) => {
-        calls += 1;
-        return { votes: req.legs.map(() => ({ vote: Vote.VOTE_YES, reason: '', message: '' })) };
-      },
-      commitBatch: async (req) => ({ states: req.transactionIds.map(() => TransactionState.TRANSACTION_STATE_COMMITTED) }),
-      abortBatch: async (req) => ({ states: req.transactionIds.map(() => TransactionState.TRANSACTION_STATE_ABORTED) }),
-    }, false);
+    const old = await serveYes(false);
     try {
       const gw = connect(old.port);
       // Both sent before the UNIMPLEMENTED came back: both answered through unary calls.
@@ -197,7 +202,7 @@ describe('2PC batches on one BatchStream (mutual TLS)', function () {
       expect(answers[0].votes).to.have.length(1);
       expect(answers[1].states).to.deep.equal([TransactionState.TRANSACTION_STATE_COMMITTED, TransactionState.TRANSACTION_STATE_COMMITTED]);
       expect((await gw.prepareBatch({ legs: [leg('debit', 'alice', 1n), leg('credit', 'carol', 1n)] }, { deadline: DEADLINE_MS })).votes).to.have.length(2);
-      expect(calls).to.equal(2);
+      expect(old.seen.prepareBatches).to.equal(2);
     } finally {
       old.stop();
     }
@@ -208,16 +213,7 @@ describe('2PC batches on one BatchStream (mutual TLS)', function () {
     const held = new Promise<void>((resolve) => {
       release = resolve;
     });
-    let answered = 0;
-    const slow = await serve({
-      prepareBatch: async (req) => {
-        if (req.legs[0]?.username === 'slow') await held;
-        answered += 1;
-        return { votes: req.legs.map(() => ({ vote: Vote.VOTE_YES, reason: '', message: '' })) };
-      },
-      commitBatch: async (req) => ({ states: req.transactionIds.map(() => TransactionState.TRANSACTION_STATE_COMMITTED) }),
-      abortBatch: async (req) => ({ states: req.transactionIds.map(() => TransactionState.TRANSACTION_STATE_ABORTED) }),
-    }, true);
+    const slow = await serveYes(true, (req) => (req.legs[0]?.username === 'slow' ? held : Promise.resolve()));
     try {
       const gw = connect(slow.port);
       const late = gw.prepareBatch({ legs: [leg('debit', 'slow', 1n)] }, { deadline: 200 });
@@ -225,7 +221,7 @@ describe('2PC batches on one BatchStream (mutual TLS)', function () {
       expect((await gw.prepareBatch({ legs: [leg('debit', 'fast', 1n)] }, { deadline: DEADLINE_MS })).votes).to.have.length(1);
       await expectFailure(late, Status.DEADLINE_EXCEEDED);
       release();
-      await eventually(async () => answered === 2, 10_000, 'the held batch answered late');
+      await eventually(async () => slow.seen.prepareBatches === 2, 10_000, 'the held batch answered late');
       // The late answer found no caller; the stream still serves.
       expect((await gw.commitBatch({ transactionIds: [newId()] }, { deadline: DEADLINE_MS })).states).to.have.length(1);
     } finally {
