@@ -1,10 +1,9 @@
 import { EventEmitter, on } from 'node:events';
-import { isAbortError } from 'abort-controller-x';
 import { ServerError } from 'nice-grpc-common';
 import { BankServiceDefinition, type BankServiceImplementation, type BatchStreamRequest, type BatchStreamResponse } from '../gen/bank/v1/bank.js';
 import { AppError } from '../core/errors.js';
 import { isMalformed } from '../grpc/malformed.js';
-import { internalError, STATUS_OF } from '../middleware/server/errors.js';
+import { reasonOfServerError, wireErrorOf } from '../middleware/server/errors.js';
 import type { Logger } from '../logging/logger.js';
 
 // The bank's side of BatchStream: the gateway's PrepareBatch / CommitBatch / AbortBatch calls as
@@ -94,10 +93,9 @@ async function answer(request: BatchStreamRequest, calls: BatchCalls, context: C
     if (request.abort) return { id, abort: await calls.abortBatch(request.abort, context) } as BatchStreamResponse;
     throw new AppError('INVALID_ARGUMENT', 'a BatchStream request must carry prepare, commit or abort');
   } catch (err) {
-    if (err instanceof AppError) return { id, error: { code: STATUS_OF[err.code], message: err.message, reason: err.reason } };
-    if (err instanceof ServerError) return { id, error: { code: err.code, message: err.details, reason: '' } };
-    if (isAbortError(err)) throw err;
-    const internal = internalError(logger, PATH, err);
-    return { id, error: { code: internal.code, message: internal.details, reason: 'INTERNAL' } };
+    // As the error middleware maps a unary call's failure; a cancellation ends the stream.
+    const wire = wireErrorOf(err, logger, PATH);
+    if (!(wire instanceof ServerError)) throw wire;
+    return { id, error: { code: wire.code, message: wire.details, reason: reasonOfServerError(wire) } };
   }
 }

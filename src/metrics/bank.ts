@@ -23,17 +23,9 @@ export class BankMetrics extends NodeMetrics {
     this.ledger = {
       writeStarted: (items) => groupCommit.writeStarted(items),
       performed(ops) {
-        let prepare = 0;
-        let commit = 0;
-        let abort = 0;
-        for (const op of ops) {
-          if (op.type === 'prepare') prepare += 1;
-          else if (op.type === 'commit') commit += 1;
-          else abort += 1;
-        }
-        if (prepare > 0) operations.inc({ op: 'prepare' }, prepare);
-        if (commit > 0) operations.inc({ op: 'commit' }, commit);
-        if (abort > 0) operations.inc({ op: 'abort' }, abort);
+        const counts = { prepare: 0, commit: 0, abort: 0 };
+        for (const op of ops) counts[op.type] += 1;
+        for (const [op, n] of Object.entries(counts)) if (n > 0) operations.inc({ op }, n);
       },
     };
     const inDoubt = () => this.inDoubtSource?.() ?? 0;

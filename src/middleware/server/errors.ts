@@ -33,12 +33,24 @@ export function toServerError(err: AppError): RichServerError {
   return new RichServerError(STATUS_OF[err.code], err.message, [info, retry]);
 }
 
-/** A failure nobody expected (a bug): logged with its stack, answered as INTERNAL with nothing of it. */
-export function internalError(logger: Logger, method: string, err: unknown): RichServerError {
+/**
+ * What a handler's failure of `method` becomes on the wire: a domain error its status and reason, a
+ * ServerError itself, a cancellation itself (returned as it is), anything else INTERNAL (logged).
+ */
+export function wireErrorOf(err: unknown, logger: Logger, method: string): unknown {
+  if (isAbortError(err) || err instanceof ServerError) return err;
+  if (err instanceof AppError) return toServerError(err);
   logger.error('unexpected error', { method, error: err instanceof Error ? err.stack : String(err) });
   return new RichServerError(Status.INTERNAL, 'internal error', [
     ErrorInfo.fromPartial({ reason: 'INTERNAL', domain: ERROR_DOMAIN }),
   ]);
+}
+
+/** The ErrorInfo reason a server error carries, or '' if none. */
+export function reasonOfServerError(err: ServerError): string {
+  if (!(err instanceof RichServerError)) return '';
+  for (const d of err.extra) if (d.$type === ErrorInfo.$type) return d.reason;
+  return '';
 }
 
 export function errorMappingMiddleware(logger: Logger) {
@@ -46,10 +58,7 @@ export function errorMappingMiddleware(logger: Logger) {
     try {
       return yield* call.next(call.request, context);
     } catch (err) {
-      if (isAbortError(err)) throw err;
-      if (err instanceof AppError) throw toServerError(err);
-      if (err instanceof ServerError) throw err;
-      throw internalError(logger, call.method.path, err);
+      throw wireErrorOf(err, logger, call.method.path);
     }
   };
 }
