@@ -87,20 +87,35 @@ export function durableOutcome(phase: Phase): Outcome | undefined {
 function begin(tx: Tx, nowMs: number, limits: Limits): StepResult {
   assert(tx.amountMinor > 0n, `transaction ${tx.id}: amount must be positive`);
   assert(tx.from.bank !== tx.to.bank || tx.from.username !== tx.to.username, `transaction ${tx.id}: same account`);
-  const phase: Preparing = { kind: 'preparing', tx, begun: false, votes: new Map(), deadlineAtMs: nowMs + limits.prepareTimeoutMs };
+  const deadlineAtMs = nowMs + limits.prepareTimeoutMs;
+  const persist: Effect = { type: 'persist', record: { type: 'begin', tx }, awaited: true };
+  if (limits.prepareWithBegin) {
+    // The prepares leave beside the begin record; votes may come before it is durable, and wait.
+    return {
+      phase: { kind: 'preparing', tx, begun: false, sent: true, votes: new Map(), deadlineAtMs },
+      effects: [persist, ...prepares(tx)],
+    };
+  }
   // The begin record (with the idempotency key) is durable before any prepare leaves: the
   // prepares go out on its `persisted`.
-  return { phase, effects: [{ type: 'persist', record: { type: 'begin', tx }, awaited: true }] };
+  return { phase: { kind: 'preparing', tx, begun: false, sent: false, votes: new Map(), deadlineAtMs }, effects: [persist] };
+}
+
+function prepares(tx: Tx): Effect[] {
+  return legsOf(tx).map((leg) => ({ type: 'send', rpc: 'prepare', leg }));
 }
 
 function onPreparing(phase: Preparing, event: Exclude<Event, { type: 'begin' }>, limits: Limits): StepResult {
   if (!phase.begun) {
-    // Nothing has left yet: only the begin record's durability moves the transfer on.
+    // Only the begin record's durability lets the transfer decide; votes that come first wait.
     if (event.type === 'tick') return unchanged(phase);
-    assert(event.type === 'persisted' && event.record === 'begin',
-      `transaction ${phase.tx.id}: ${event.type} before its begin record is durable`);
-    const effects: Effect[] = legsOf(phase.tx).map((leg) => ({ type: 'send', rpc: 'prepare', leg }));
-    return { phase: { ...phase, begun: true }, effects };
+    if (event.type === 'persisted') {
+      assert(event.record === 'begin', `transaction ${phase.tx.id}: ${event.record} persisted before its begin record`);
+      if (!phase.sent) return { phase: { ...phase, begun: true, sent: true }, effects: prepares(phase.tx) };
+      assert(event.nowMs !== undefined, `transaction ${phase.tx.id}: begin persisted without its time`);
+      return decideOnVotes({ ...phase, begun: true }, event.nowMs, limits);
+    }
+    assert(phase.sent, `transaction ${phase.tx.id}: ${event.type} before any prepare left`);
   }
   switch (event.type) {
     case 'persisted':
@@ -115,11 +130,8 @@ function onPreparing(phase: Preparing, event: Exclude<Event, { type: 'begin' }>,
         return unchanged(phase);
       }
       const votes = new Map(phase.votes).set(event.leg, vote);
-      if (vote.vote !== 'yes') return decideAbort({ ...phase, votes }, vote.failure);
-      if (legsOf(phase.tx).every((leg) => votes.get(leg.kind)?.vote === 'yes')) {
-        return decideCommit(phase.tx, event.nowMs, limits);
-      }
-      return unchanged({ ...phase, votes });
+      if (!phase.begun) return unchanged({ ...phase, votes });
+      return decideOnVotes({ ...phase, votes }, event.nowMs, limits);
     }
     case 'tick':
       if (event.nowMs < phase.deadlineAtMs) return unchanged(phase);
@@ -207,11 +219,19 @@ function decisionDurable(phase: Committing | Aborting): StepResult {
   return { phase: { ...phase, durable: true, replied: true }, effects: [...effects, ...reply] };
 }
 
+/** Decides once the votes allow it: the first leg (in arrival order) that did not vote yes aborts; all yes commits. */
+function decideOnVotes(phase: Preparing, nowMs: number, limits: Limits): StepResult {
+  for (const vote of phase.votes.values()) if (vote.vote !== 'yes') return decideAbort(phase, vote.failure);
+  if (legsOf(phase.tx).every((leg) => phase.votes.get(leg.kind)?.vote === 'yes')) return decideCommit(phase.tx, nowMs, limits);
+  return unchanged(phase);
+}
+
 function decideAbort(phase: Preparing, failure: Failure): StepResult {
   const { tx, votes } = phase;
   const awaiting = abortTargets(tx, votes);
-  // The first non-yes vote decides, so the other leg is yes or unanswered: its bank is a target.
-  assert(awaiting.length > 0, `transaction ${tx.id}: abort decided with no bank to tell`);
+  // Decided at the first non-yes vote, the other leg is yes or unanswered: its bank is a target.
+  // Votes that waited for the begin record may all hold nothing: then no bank is told.
+  assert(awaiting.length > 0 || legsOf(tx).every((leg) => votes.has(leg.kind)), `transaction ${tx.id}: abort decided with no bank to tell`);
   // Aborts and the answer (no money moves on abort) go out on the decision's `persisted`.
   return {
     phase: { kind: 'aborting', tx, failure, durable: false, replied: false, votes, awaiting: new Set(awaiting) },

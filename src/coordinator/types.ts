@@ -40,8 +40,10 @@ export type Phase =
   | {
       readonly kind: 'preparing';
       readonly tx: Tx;
-      /** The begin record is durable and the prepares have left (before: only `persisted` moves it on). */
+      /** The begin record is durable (before: only `persisted` lets it decide). */
       readonly begun: boolean;
+      /** The prepares have left: at `persisted` of the begin record, or with it (Limits.prepareWithBegin). */
+      readonly sent: boolean;
       readonly votes: ReadonlyMap<LegKind, LegVote>;
       readonly deadlineAtMs: number;
     }
@@ -101,7 +103,12 @@ export type Event =
    * A record persisted with `awaited: true` is durable (raft's async storage writes: the write's
    * completion comes back as a message). What had to wait for it (sends, the reply) follows now.
    */
-  | { readonly type: 'persisted'; readonly record: AwaitedRecordType };
+  | {
+      readonly type: 'persisted';
+      readonly record: AwaitedRecordType;
+      /** When it became durable: the decision's time when votes waited for the begin record. */
+      readonly nowMs?: number;
+    };
 
 /** Durable records, written in the order of the persist effects (group commits keep that order). */
 export type LogRecord =
@@ -140,6 +147,14 @@ export type Effect =
 
 export interface Limits {
   readonly prepareTimeoutMs: number;
+  /**
+   * The prepares leave in the same step as the begin record instead of once it is durable, so that
+   * the banks' fsync runs while the gateway's does. The decision still waits for the begin record.
+   * Only for a log no other gateway answers from (TransferEngine decides): a bank asking about a
+   * transaction the log does not know is then told "abort" only when no run here drives it.
+   * Default false.
+   */
+  readonly prepareWithBegin?: boolean;
   /**
    * How long after a durable commit decision the caller waits for acknowledgements before the
    * reply; 0 = answered at once.

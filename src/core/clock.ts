@@ -36,6 +36,31 @@ export const systemClock: Clock = {
   },
 };
 
+/**
+ * `clock` with its 0 ms timers one event-loop turn later: behind the socket writes queued in this
+ * turn, which Node sends from its own immediate queue before the next turn's JavaScript
+ * immediates. For a write that blocks the event loop (the gateway's SQLite log): the prepares
+ * queued beside its records are on the wire, and the banks at work, before its fsync starts.
+ */
+export function behindSocketWrites(clock: Clock): Clock {
+  return {
+    nowMs: () => clock.nowMs(),
+    setTimer(ms, fn, options) {
+      if (ms > 0) return clock.setTimer(ms, fn, options);
+      let inner: Timer | undefined;
+      const outer = clock.setTimer(0, () => {
+        inner = clock.setTimer(0, fn, options);
+      }, options);
+      return {
+        cancel: () => {
+          outer.cancel();
+          inner?.cancel();
+        },
+      };
+    },
+  };
+}
+
 /** Resolves after `ms` on `clock`; rejects with AbortError as soon as `signal` aborts. */
 export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {

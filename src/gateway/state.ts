@@ -1,5 +1,5 @@
 import type { Config } from '../config/schema.js';
-import type { Clock } from '../core/clock.js';
+import { behindSocketWrites, type Clock } from '../core/clock.js';
 import type { GroupCommitObserver } from '../core/group-commit.js';
 import type { Logger } from '../logging/logger.js';
 import { Revocations } from './revocations.js';
@@ -49,7 +49,8 @@ async function openEmbedded(config: Config, clock: Clock, groupCommitObserver: G
   const revocations = Revocations.open(gateway.dataDir, clock.nowMs());
   let log: TransferLog;
   try {
-    log = openSqliteLog(gateway.dataDir, { groupCommit: gateway, clock, ...(groupCommitObserver ? { groupCommitObserver } : {}) });
+    // Its fsync blocks the event loop: the prepares queued beside a begin record leave first.
+    log = openSqliteLog(gateway.dataDir, { groupCommit: gateway, clock: behindSocketWrites(clock), ...(groupCommitObserver ? { groupCommitObserver } : {}) });
   } catch (err) {
     revocations.close();
     throw err;

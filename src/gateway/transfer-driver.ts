@@ -265,7 +265,7 @@ export class TransferDriver {
       this.audit(run, record);
       this.observeDecided(run, record);
     }
-    this.deliver(run, { type: 'persisted', record: record.type });
+    this.deliver(run, { type: 'persisted', record: record.type, nowMs: this.clock.nowMs() });
   }
 
   /** One line per transfer decision (file only: the console is not written on the hot path). */
@@ -474,6 +474,8 @@ export class TransferDriver {
   private refused(run: Run, refusal: RecordRefused): void {
     if (run.done) return;
     if (refusal.kind === 'key_taken') {
+      // Only a shared log refuses a begin record, and with one the prepares wait for it.
+      assert(run.phase.kind !== 'preparing' || !run.phase.sent, `transaction ${run.phase.tx.id}: begin refused after its prepares left`);
       this.finish(run, refusal);
       return;
     }

@@ -84,14 +84,17 @@ export class TransferEngine implements Transfers {
       'transfer engine: need 0 < commitRetryIntervalMs <= commitRetryMaxIntervalMs');
     assert(limits.inFlightTransfersMax > 0, 'transfer engine: inFlightTransfersMax must be positive');
     this.store = options.store;
-    this.limits = limits;
+    // With a log of its own, this gateway alone answers the banks' decision queries, so the
+    // prepares may leave beside the begin record (decisionOf knows the runs not yet durable).
+    // A shared log could be asked by another gateway that knows nothing of such a run.
+    this.limits = { ...limits, prepareWithBegin: options.store.leases === undefined };
     this.logger = options.logger;
     this.clock = options.clock;
     this.random = options.random;
     this.driver = new TransferDriver({
       log: options.store,
       bankClients: options.bankClients,
-      limits,
+      limits: this.limits,
       logger: options.logger,
       clock: this.clock,
       random: this.random,
@@ -174,8 +177,10 @@ export class TransferEngine implements Transfers {
       throw new AppError('SHUTTING_DOWN', 'the gateway is shutting down; ask again shortly');
     }
     const stored = await this.store.findById(txId);
-    // Presumed abort: the begin record is durable before any prepare leaves the gateway.
-    if (!stored) return 'abort';
+    // Presumed abort: a transaction the log does not know was never begun, or its begin record
+    // never became durable. A run driven here may still be writing it (its prepares left beside
+    // it): that one is not decided yet. Once no run drives it, it never can be decided.
+    if (!stored) return this.driver.isActive(txId) ? 'pending' : 'abort';
     return DECISION_OF[stored.state];
   }
 
@@ -211,12 +216,17 @@ export class TransferEngine implements Transfers {
    * transfer's outcome is the answer (a replay), or is waited for while it runs.
    */
   private async claimAndRun(owner: AccountRef, input: CreateTransferInput, started: (tx: Tx) => void): Promise<TransferView> {
-    const tx = this.newTx(owner, input, input.idempotencyKey);
-    started(tx);
-    try {
-      return viewOrThrow(tx, await this.begin(tx));
-    } catch (err) {
-      if (!(err instanceof RecordRefused && err.kind === 'key_taken')) throw err;
+    // When the prepares leave beside the begin record, a replay must not get that far: the log is
+    // this gateway's alone and duplicates in flight share one run, so a stored key is a replay.
+    const replay = this.limits.prepareWithBegin === true && (await this.store.findByKey(owner, input.idempotencyKey)) !== undefined;
+    if (!replay) {
+      const tx = this.newTx(owner, input, input.idempotencyKey);
+      started(tx);
+      try {
+        return viewOrThrow(tx, await this.begin(tx));
+      } catch (err) {
+        if (!(err instanceof RecordRefused && err.kind === 'key_taken')) throw err;
+      }
     }
     if (testBugs.replayStartsSecondTransfer) {
       const stored = await this.store.findByKey(owner, input.idempotencyKey);

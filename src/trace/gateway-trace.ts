@@ -15,7 +15,8 @@ import type { CriticalPathRecorder } from './critical-path.js';
 //     group commit's batching and its write, SQLite fsync or PostgreSQL round trip, together);
 //   - the lean bank clients: when a PrepareBatch / CommitBatch carrying the transfer left and
 //     when its answer came back (the later of the two banks).
-// The phases of one transfer add up to its total:
+// When the prepares leave beside the begin record, prepare_dispatch is 0 and prepare_rtt is what
+// the votes took after the record was durable. The phases of one transfer add up to its total:
 //   accept, begin_flush, prepare_dispatch, prepare_rtt, decide, decision_flush, commit_dispatch,
 //   commit_rtt, reply  =  total
 
@@ -159,9 +160,13 @@ export class GatewayTrace {
     r.count('committed');
     r.record('accept', begin.enqueuedAt - m.startedAt);
     r.record('begin_flush', begin.durableAt - begin.enqueuedAt);
-    r.record('prepare_dispatch', m.prepareSentAt - begin.durableAt);
-    r.record('prepare_rtt', m.lastVoteAt - m.prepareSentAt);
-    r.record('decide', decision.enqueuedAt - m.lastVoteAt);
+    // The prepares may leave beside the begin record (a log of this gateway's own): the round trip
+    // then counts from the record being durable, and the part hidden behind its flush is not counted twice.
+    const preparedFrom = Math.max(m.prepareSentAt, begin.durableAt);
+    const votedAt = Math.max(m.lastVoteAt, preparedFrom);
+    r.record('prepare_dispatch', preparedFrom - begin.durableAt);
+    r.record('prepare_rtt', votedAt - preparedFrom);
+    r.record('decide', decision.enqueuedAt - votedAt);
     r.record('decision_flush', decision.durableAt - decision.enqueuedAt);
     if (m.commitSentAt === undefined || m.commitSentAt > answeredAt) {
       // Answered at the durable decision (replyAckWaitMs 0), the Commits still on their way.

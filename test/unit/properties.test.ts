@@ -134,6 +134,9 @@ interface Script {
   readonly acks: readonly number[];
   /** Phase-1 events stepped between the decision's persist and its `persisted` (a slow disk). */
   readonly decisionWriteEvents: number;
+  /** Limits.prepareWithBegin: the prepares leave with the begin record, and this many votes come before it is durable. */
+  readonly withBegin: boolean;
+  readonly votesBeforeBegin: number;
 }
 
 const legScript = fc.record({
@@ -148,6 +151,8 @@ const script: fc.Arbitrary<Script> = fc.record({
   tickAtMs: fc.array(fc.integer({ min: 0, max: 2500 }), { maxLength: 4 }),
   acks: fc.array(fc.integer({ min: 0, max: 3 }), { maxLength: 8 }),
   decisionWriteEvents: fc.integer({ min: 0, max: 3 }),
+  withBegin: fc.boolean(),
+  votesBeforeBegin: fc.integer({ min: 0, max: 4 }),
 });
 
 function voteEvent(leg: LegKind, vote: VoteValue, nowMs: number): Event {
@@ -187,30 +192,57 @@ describe('properties: coordinator step against a reference model', () => {
       }
       for (const t of s.tickAtMs) timed.push({ atMs: t, event: { type: 'tick', nowMs: t } });
       timed.sort((a, b) => a.atMs - b.atMs);
-      const events = timed.map((t) => t.event);
+      let events = timed.map((t) => t.event);
+      const limits: Limits = { ...LIMITS, prepareWithBegin: s.withBegin };
 
-      let r = step(undefined, { type: 'begin', tx, nowMs: 0 }, LIMITS);
-      // Durable before send: the begin step only persists (awaited); the prepares follow its persisted.
-      expect(r.effects).to.deep.equal([{ type: 'persist', record: { type: 'begin', tx }, awaited: true }]);
-      r = step(r.phase, { type: 'persisted', record: 'begin' }, LIMITS);
-      expect(r.effects.map((e) => e.type === 'send' && e.rpc)).to.deep.equal(['prepare', 'prepare']);
-      let phase: Phase = r.phase;
+      let r = step(undefined, { type: 'begin', tx, nowMs: 0 }, limits);
+      const persistBegin = { type: 'persist', record: { type: 'begin', tx }, awaited: true };
+      let phase: Phase;
       const effects: Effect[] = [];
       const stepped: Event[] = [];
+      if (s.withBegin) {
+        // The prepares leave with the begin record; the first votes come before it is durable and
+        // decide nothing (a tick then has no deadline to pass). Its persisted decides on them.
+        expect(r.effects[0]).to.deep.equal(persistBegin);
+        expect(r.effects.slice(1).map((e) => e.type === 'send' && e.rpc)).to.deep.equal(['prepare', 'prepare']);
+        phase = r.phase;
+        const early: Event[] = events.filter((e) => e.type !== 'tick').slice(0, s.votesBeforeBegin);
+        for (const e of early) {
+          r = step(phase, e, limits);
+          expect(r.effects, 'nothing before the begin record is durable').to.deep.equal([]);
+          phase = r.phase;
+          stepped.push(e);
+        }
+        events = events.filter((e) => !early.includes(e));
+        r = step(phase, { type: 'persisted', record: 'begin', nowMs: 0 }, limits);
+      } else {
+        // Durable before send: the begin step only persists (awaited); the prepares follow its persisted.
+        expect(r.effects).to.deep.equal([persistBegin]);
+        r = step(r.phase, { type: 'persisted', record: 'begin' }, limits);
+        expect(r.effects.map((e) => e.type === 'send' && e.rpc)).to.deep.equal(['prepare', 'prepare']);
+        r = { phase: r.phase, effects: [] };
+      }
+      phase = r.phase;
+      effects.push(...r.effects);
       /** Phase-1 events stepped while the decision was being written, and once it was durable (-1: not yet). */
       let writing = -1;
+      if (r.effects.some((x) => x.type === 'persist' && x.record.type === 'decision')) {
+        expect(r.effects, 'the decision step only persists').to.deep.equal([{ ...r.effects[0], awaited: true }]);
+        writing = 0;
+      }
       let durableAt = -1;
       /** effects[] index of the first effect of the decision's persisted step. */
       let durableEffectsAt = -1;
       const decisionDurable = () => {
         durableAt = stepped.length;
         durableEffectsAt = effects.length;
-        r = step(phase, { type: 'persisted', record: 'decision' }, LIMITS);
+        r = step(phase, { type: 'persisted', record: 'decision' }, limits);
         phase = r.phase;
         effects.push(...r.effects);
       };
+      if (writing >= s.decisionWriteEvents && durableAt < 0) decisionDurable();
       for (const e of events) {
-        r = step(phase, e, LIMITS);
+        r = step(phase, e, limits);
         phase = r.phase;
         effects.push(...r.effects);
         stepped.push(e);

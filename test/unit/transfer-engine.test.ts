@@ -56,6 +56,8 @@ class TestBank {
   readonly txs = new Map<string, BankTx>();
   readonly calls = { prepare: 0, commit: 0, abort: 0 };
   hangPrepare = false;
+  /** Told of each prepare as it arrives (before it is answered). */
+  onPrepare: ((txId: string) => void) | undefined;
   /** Commit calls to fail with UNAVAILABLE before one succeeds. */
   commitFailures = 0;
   server: Server | undefined;
@@ -156,6 +158,7 @@ class TestBank {
       // The batch RPCs the gateway's driver uses: each item counts as one call of its kind.
       prepareBatch: async (req, ctx) => {
         this.calls.prepare += req.legs.length;
+        for (const l of req.legs) this.onPrepare?.(l.transactionId);
         if (this.hangPrepare) await delay(ctx.signal, 60_000);
         return { votes: req.legs.map((l) => this.prepare(l.kind === WireLegKind.LEG_KIND_DEBIT ? 'debit' : 'credit', l)) };
       },
@@ -322,6 +325,25 @@ describe('transfer engine (real gRPC banks over mTLS, real SQLite)', function ()
     expect(bank(h, 'BankA').balance('alice').balance).to.equal(8750n);
     expect(await h.engine.get(alice, req.idempotencyKey)).to.deep.equal(view);
     expect(await h.engine.get(bob, req.idempotencyKey)).to.equal(undefined); // keys are scoped to the owner
+  });
+
+  it('sends the prepares beside the begin record; a bank asking before it is durable hears "pending"', async () => {
+    // A 50 ms group-commit window keeps the begin record queued while the banks already prepare.
+    const h = await setup({ gateway: { persistBatchWindowMs: 50 } });
+    // A first transfer opens the streams to both banks (a new stream waits for its connection).
+    expect((await h.engine.create(alice, input(bob, 100n))).status).to.equal('committed');
+    const seen: { stored: boolean; answer: Promise<string> }[] = [];
+    bank(h, 'BankA').onPrepare = (txId) => {
+      seen.push({ stored: h.store.findById(txId) !== undefined, answer: h.engine.decisionOf(txId) });
+    };
+    const view = await h.engine.create(alice, input(bob, 700n));
+    expect(view.status).to.equal('committed');
+    expect(seen.map((s) => s.stored)).to.deep.equal([false]);
+    expect(await Promise.all(seen.map((s) => s.answer))).to.deep.equal(['pending']);
+    expect(await h.engine.decisionOf(view.transactionId)).to.equal('commit');
+    expect(bank(h, 'BankA').balance('alice')).to.deep.equal({ balance: 9200n, held: 0n });
+    // Not in the log and driven by no run: never begun here, or its begin record never became durable.
+    expect(await h.engine.decisionOf(newId())).to.equal('abort');
   });
 
   it('commits a same-bank transfer with a single Commit', async () => {
