@@ -24,8 +24,10 @@ import {
 // Durable before send is a rule of this function, not of the driver: a step that writes the begin
 // or the decision record emits only the (awaited) persist; the prepares, the Commits/Aborts and
 // the reply are emitted by the step of the `persisted` event that the driver delivers once the
-// log reports that record durable (etcd raft's async storage writes). Ack and completed records
-// are not awaited, so they add no latency.
+// log reports that record durable (etcd raft's async storage writes). One exception, for a log
+// only this gateway answers from (Limits.prepareWithBegin): the prepares leave with the begin
+// record, and the decision waits for it. Ack and completed records are not awaited, so they add
+// no latency.
 
 type Preparing = Extract<Phase, { kind: 'preparing' }>;
 type Committing = Extract<Phase, { kind: 'committing' }>;
