@@ -89,18 +89,11 @@ export function durableOutcome(phase: Phase): Outcome | undefined {
 function begin(tx: Tx, nowMs: number, limits: Limits): StepResult {
   assert(tx.amountMinor > 0n, `transaction ${tx.id}: amount must be positive`);
   assert(tx.from.bank !== tx.to.bank || tx.from.username !== tx.to.username, `transaction ${tx.id}: same account`);
-  const deadlineAtMs = nowMs + limits.prepareTimeoutMs;
+  const phase: Preparing = { kind: 'preparing', tx, begun: false, votes: new Map(), deadlineAtMs: nowMs + limits.prepareTimeoutMs };
   const persist: Effect = { type: 'persist', record: { type: 'begin', tx }, awaited: true };
-  if (limits.prepareWithBegin) {
-    // The prepares leave beside the begin record; votes may come before it is durable, and wait.
-    return {
-      phase: { kind: 'preparing', tx, begun: false, sent: true, votes: new Map(), deadlineAtMs },
-      effects: [persist, ...prepares(tx)],
-    };
-  }
-  // The begin record (with the idempotency key) is durable before any prepare leaves: the
-  // prepares go out on its `persisted`.
-  return { phase: { kind: 'preparing', tx, begun: false, sent: false, votes: new Map(), deadlineAtMs }, effects: [persist] };
+  // The prepares leave beside the begin record (votes may come before it is durable, and wait), or
+  // once it is durable: then the key is claimed before any prepare, on its `persisted`.
+  return { phase, effects: limits.prepareWithBegin ? [persist, ...prepares(tx)] : [persist] };
 }
 
 function prepares(tx: Tx): Effect[] {
@@ -113,11 +106,11 @@ function onPreparing(phase: Preparing, event: Exclude<Event, { type: 'begin' }>,
     if (event.type === 'tick') return unchanged(phase);
     if (event.type === 'persisted') {
       assert(event.record === 'begin', `transaction ${phase.tx.id}: ${event.record} persisted before its begin record`);
-      if (!phase.sent) return { phase: { ...phase, begun: true, sent: true }, effects: prepares(phase.tx) };
+      if (!limits.prepareWithBegin) return { phase: { ...phase, begun: true }, effects: prepares(phase.tx) };
       assert(event.nowMs !== undefined, `transaction ${phase.tx.id}: begin persisted without its time`);
       return decideOnVotes({ ...phase, begun: true }, event.nowMs, limits);
     }
-    assert(phase.sent, `transaction ${phase.tx.id}: ${event.type} before any prepare left`);
+    assert(limits.prepareWithBegin, `transaction ${phase.tx.id}: ${event.type} before any prepare left`);
   }
   switch (event.type) {
     case 'persisted':

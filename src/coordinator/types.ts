@@ -40,10 +40,11 @@ export type Phase =
   | {
       readonly kind: 'preparing';
       readonly tx: Tx;
-      /** The begin record is durable (before: only `persisted` lets it decide). */
+      /**
+       * The begin record is durable (before: only `persisted` lets it decide). The prepares leave
+       * then, or with the record (Limits.prepareWithBegin).
+       */
       readonly begun: boolean;
-      /** The prepares have left: at `persisted` of the begin record, or with it (Limits.prepareWithBegin). */
-      readonly sent: boolean;
       readonly votes: ReadonlyMap<LegKind, LegVote>;
       readonly deadlineAtMs: number;
     }

@@ -475,7 +475,7 @@ export class TransferDriver {
     if (run.done) return;
     if (refusal.kind === 'key_taken') {
       // Only a shared log refuses a begin record, and with one the prepares wait for it.
-      assert(run.phase.kind !== 'preparing' || !run.phase.sent, `transaction ${run.phase.tx.id}: begin refused after its prepares left`);
+      assert(!this.options.limits.prepareWithBegin, `transaction ${run.phase.tx.id}: begin refused after its prepares left`);
       this.finish(run, refusal);
       return;
     }
