@@ -14,12 +14,21 @@ interface Entry {
   /** The driver's batched 2PC calls: on one BatchStream, or unary without logging and retry. */
   readonly batches: BankBatchClient;
   close(): void;
+  /** Closes once the calls it carries are answered (at once if none), then runs `closed`. */
+  retire(closed: () => void): void;
 }
 
 // One long-lived channel per bank address, reused by every call: no connection setup or discovery
-// I/O on the hot path. A bank whose address changes gets a new channel.
+// I/O on the hot path. A bank whose address changes gets a new channel, and the old address's
+// channel is retired when the move is first seen (the next call to that bank): it takes no new
+// calls, answers the ones under way, and then closes. grpc-js lets a closed channel finish the
+// calls already started on it; the BatchStream ends after its last waiting call.
 export class BankClients {
   private readonly byAddress = new Map<string, Entry>();
+  /** The address each bank was last reached at. */
+  private readonly addressOf = new Map<string, string>();
+  /** Retired entries whose calls are still under way. */
+  private readonly retiring = new Set<Entry>();
 
   constructor(
     private readonly discovery: Discovery,
@@ -41,9 +50,19 @@ export class BankClients {
     return this.entry(bank)?.batches;
   }
 
+  /** Channels open: one per current bank address, plus retired ones still answering calls. */
+  get openChannels(): number {
+    return this.byAddress.size + this.retiring.size;
+  }
+
   private entry(bank: string): Entry | undefined {
     const endpoint = this.discovery.bank(bank);
     if (!endpoint) return undefined;
+    const previous = this.addressOf.get(bank);
+    if (previous !== endpoint.address) {
+      this.addressOf.set(bank, endpoint.address);
+      if (previous !== undefined) this.retire(previous);
+    }
     let entry = this.byAddress.get(endpoint.address);
     if (!entry) {
       const node = createNodeClient(BankServiceDefinition, endpoint.address, this.tls, this.logger, this.limits);
@@ -55,14 +74,33 @@ export class BankClients {
           stream?.close();
           node.close();
         },
+        retire: (closed) => {
+          const end = () => {
+            node.close();
+            closed();
+          };
+          if (stream) stream.retire(end);
+          else end();
+        },
       };
       this.byAddress.set(endpoint.address, entry);
     }
     return entry;
   }
 
+  /** `address` is no bank's address any more: its entry takes no new calls and closes when idle. */
+  private retire(address: string): void {
+    for (const current of this.addressOf.values()) if (current === address) return;
+    const entry = this.byAddress.get(address);
+    if (!entry) return;
+    this.byAddress.delete(address);
+    this.retiring.add(entry);
+    entry.retire(() => this.retiring.delete(entry));
+  }
+
   close(): void {
-    for (const entry of this.byAddress.values()) entry.close();
+    for (const entry of [...this.byAddress.values(), ...this.retiring]) entry.close();
     this.byAddress.clear();
+    this.retiring.clear();
   }
 }

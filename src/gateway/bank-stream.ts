@@ -56,6 +56,8 @@ export class BankBatchStream implements BankBatchClient {
   /** The bank answered UNIMPLEMENTED to BatchStream: unary calls only. */
   private unsupported = false;
   private closed = false;
+  /** Retired (retire()): told once no call waits any more, after the stream has ended. */
+  private onRetired: (() => void) | undefined;
 
   constructor(
     private readonly lean: Lean,
@@ -77,7 +79,28 @@ export class BankBatchStream implements BankBatchClient {
   /** Ends the stream (its waiting calls fail with the cancellation) and fails later calls with UNAVAILABLE. */
   close(): void {
     this.closed = true;
+    this.onRetired = undefined;
     this.stream?.abort.abort();
+  }
+
+  /**
+   * The bank moved to another address: later calls fail with UNAVAILABLE at once (their callers
+   * retry at the new address), the calls waiting now still get their answers, and once the last of
+   * them has one the stream ends and `ended` runs (at once if none waits).
+   */
+  retire(ended: () => void): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.onRetired = ended;
+    this.endIfRetiredAndIdle();
+  }
+
+  private endIfRetiredAndIdle(): void {
+    const ended = this.onRetired;
+    if (!ended || this.pending.size > 0) return;
+    this.onRetired = undefined;
+    this.stream?.abort.abort();
+    ended();
   }
 
   private call<T>(
@@ -95,6 +118,7 @@ export class BankBatchStream implements BankBatchClient {
       const timer = this.clock.setTimer(options.deadline, () => {
         this.pending.delete(id);
         reject(new ClientError(PATH, Status.DEADLINE_EXCEEDED, 'Deadline exceeded'));
+        this.endIfRetiredAndIdle();
       }, { background: true });
       this.pending.set(id, {
         stream,
@@ -132,10 +156,14 @@ export class BankBatchStream implements BankBatchClient {
     if (!p) return;
     this.pending.delete(response.id);
     p.timer.cancel();
-    if (response.error) return p.reject(clientErrorOf(response.error));
-    const value = p.pick(response);
-    if (value === undefined) return p.reject(new ClientError(PATH, Status.INTERNAL, `the bank answered request ${response.id} with another kind of result`));
-    p.resolve(value);
+    if (response.error) {
+      p.reject(clientErrorOf(response.error));
+    } else {
+      const value = p.pick(response);
+      if (value === undefined) p.reject(new ClientError(PATH, Status.INTERNAL, `the bank answered request ${response.id} with another kind of result`));
+      else p.resolve(value);
+    }
+    this.endIfRetiredAndIdle();
   }
 
   /** The stream failed or ended: its waiting calls fail with its error (or go unary). */
@@ -155,6 +183,7 @@ export class BankBatchStream implements BankBatchClient {
         p.reject(err);
       }
     }
+    this.endIfRetiredAndIdle();
   }
 }
 

@@ -11,6 +11,8 @@ import { ConfigSchema, type Config } from '../../src/config/schema.js';
 import { systemClock } from '../../src/core/clock.js';
 import { newId } from '../../src/core/ids.js';
 import { BankServiceDefinition, LegKind, TransactionState, Vote, type PrepareBatchRequest, type PrepareLeg } from '../../src/gen/bank/v1/bank.js';
+import type { Discovery } from '../../src/discovery/discovery.js';
+import { BankClients } from '../../src/gateway/bank-clients.js';
 import { BankBatchStream } from '../../src/gateway/bank-stream.js';
 import { createNodeClient, type NodeClient } from '../../src/grpc/client.js';
 import { createNodeServer, listenTls } from '../../src/grpc/server.js';
@@ -227,6 +229,60 @@ describe('2PC batches on one BatchStream (mutual TLS)', function () {
     } finally {
       release();
       slow.stop();
+    }
+  });
+
+  it('retires the address a bank moved away from: no new calls there, the waiting one answered, then its channel closed', async () => {
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let arrived = false;
+    const first = await serveYes(true, async () => {
+      arrived = true;
+      await held;
+    });
+    const second = await serveYes(true);
+    let address = `localhost:${first.port}`;
+    const discovery: Discovery = {
+      bank: (name) => (name === 'BankA' ? { address } : undefined),
+      bankNames: () => ['BankA'],
+      gateways: () => [],
+      onChange: () => () => undefined,
+      close: async () => undefined,
+    };
+    const clients = new BankClients(discovery, loadTls(config.tls.dir, 'gateway'), logger, CALL_LIMITS, systemClock, true);
+    const yes = [Vote.VOTE_YES];
+    try {
+      const old = clients.lean('BankA')!;
+      const waiting = old.prepareBatch({ legs: [leg('debit', 'alice', 1n)] }, { deadline: DEADLINE_MS });
+      await eventually(async () => arrived, 10_000, 'the batch held at the first address');
+
+      address = `localhost:${second.port}`;
+      const moved = clients.lean('BankA')!;
+      expect(moved).to.not.equal(old);
+      expect(clients.openChannels).to.equal(2);
+      expect((await moved.prepareBatch({ legs: [leg('debit', 'alice', 1n)] }, { deadline: DEADLINE_MS })).votes.map((v) => v.vote)).to.deep.equal(yes);
+      // The old address takes no new call (its caller retries at the new one)...
+      await expectFailure(old.commitBatch({ transactionIds: [newId()] }, { deadline: DEADLINE_MS }), Status.UNAVAILABLE);
+      // ...but the call under way there gets its answer, and then the channel closes.
+      release();
+      expect((await waiting).votes.map((v) => v.vote)).to.deep.equal(yes);
+      expect(clients.openChannels).to.equal(1);
+
+      // Back to the first address, with nothing under way at the second: that one closes at once.
+      address = `localhost:${first.port}`;
+      const back = clients.lean('BankA')!;
+      expect(back).to.not.equal(moved).and.to.not.equal(old);
+      expect(clients.openChannels).to.equal(1);
+      expect((await back.commitBatch({ transactionIds: [newId()] }, { deadline: DEADLINE_MS })).states).to.have.length(1);
+      expect(second.seen.prepareBatches).to.equal(1);
+    } finally {
+      release();
+      clients.close();
+      expect(clients.openChannels).to.equal(0);
+      first.stop();
+      second.stop();
     }
   });
 });
