@@ -149,6 +149,19 @@ describe('consul: registration, health, discovery and trust with a real agent', 
     await eventually(async () => (await balance('BankB', 'bob')) === 101_200n);
   });
 
+  // (That the old address's channel is then retired is bank-stream.test.ts's business.)
+  it('routes to a bank that came back on another port', async () => {
+    const oldPort = cluster.config.banks.BankB.port;
+    await cluster.stopBank('BankB', 'SIGTERM');
+    cluster.config.banks.BankB.port = 0;
+    cluster.writeConfig();
+    await cluster.startBank('BankB');
+    expect(cluster.config.banks.BankB.port).to.not.equal(oldPort);
+    const routed = await untilRoutable(() => transfer(['BankB', 'bob'], 300n), 'a transfer to BankB at its new port');
+    expect(routed.transfer?.status).to.equal(TransferStatus.TRANSFER_STATUS_COMMITTED);
+    await eventually(async () => (await balance('BankB', 'bob')) === 101_500n);
+  });
+
   it('deregisters a bank on graceful shutdown, before it drains', async () => {
     expect(await agent.serviceIds()).to.include(`${BANK_SERVICE}-BankC`);
     await cluster.stopBank('BankC', 'SIGTERM');
