@@ -1,4 +1,4 @@
-import type { Clock } from '../core/clock.js';
+import type { Clock, Timer } from '../core/clock.js';
 import { BankServiceDefinition } from '../gen/bank/v1/bank.js';
 import type { Discovery } from '../discovery/discovery.js';
 import { createNodeClient, type ClientCallLimits, type NodeClient } from '../grpc/client.js';
@@ -14,21 +14,27 @@ interface Entry {
   /** The driver's batched 2PC calls: on one BatchStream, or unary without logging and retry. */
   readonly batches: BankBatchClient;
   close(): void;
-  /** Closes once the calls it carries are answered (at once if none), then runs `closed`. */
-  retire(closed: () => void): void;
+  /**
+   * Takes no new batches and ends its stream once the waiting ones are answered; closes the channel
+   * `graceMs` later, then runs `closed`.
+   */
+  retire(graceMs: number, closed: () => void): void;
 }
 
 // One long-lived channel per bank address, reused by every call: no connection setup or discovery
 // I/O on the hot path. A bank whose address changes gets a new channel, and the old address's
-// channel is retired when the move is first seen (the next call to that bank): it takes no new
-// calls, answers the ones under way, and then closes. grpc-js lets a closed channel finish the
-// calls already started on it; the BatchStream ends after its last waiting call.
+// channel is retired when the move is first seen (the next call to that bank): its BatchStream
+// takes no new batches and ends after its last waiting one; the channel itself closes once every
+// unary call begun on it before the move is past its last retry (grpc-js lets a closed channel
+// finish the calls under way, but refuses a new attempt with a plain Error, not UNAVAILABLE).
 export class BankClients {
   private readonly byAddress = new Map<string, Entry>();
   /** The address each bank was last reached at. */
   private readonly addressOf = new Map<string, string>();
-  /** Retired entries whose calls are still under way. */
+  /** Retired entries whose channel is not closed yet. */
   private readonly retiring = new Set<Entry>();
+  /** How long a retired channel stays open: the longest a unary call on it can take, retries included. */
+  private readonly retiredGraceMs: number;
 
   constructor(
     private readonly discovery: Discovery,
@@ -38,7 +44,10 @@ export class BankClients {
     private readonly clock: Clock,
     /** gateway.bankBatchStream: the 2PC batches as messages on one stream per bank. */
     private readonly batchStream: boolean,
-  ) {}
+  ) {
+    const { retryMaxAttempts, callTimeoutMs, retryMaxDelayMs } = limits;
+    this.retiredGraceMs = retryMaxAttempts * callTimeoutMs + (retryMaxAttempts - 1) * retryMaxDelayMs;
+  }
 
   /** The client for the named bank, or undefined when discovery knows no healthy instance. */
   get(bank: string): BankClient | undefined {
@@ -50,7 +59,7 @@ export class BankClients {
     return this.entry(bank)?.batches;
   }
 
-  /** Channels open: one per current bank address, plus retired ones still answering calls. */
+  /** Channels open: one per current bank address, plus retired ones not closed yet. */
   get openChannels(): number {
     return this.byAddress.size + this.retiring.size;
   }
@@ -67,20 +76,21 @@ export class BankClients {
     if (!entry) {
       const node = createNodeClient(BankServiceDefinition, endpoint.address, this.tls, this.logger, this.limits);
       const stream = this.batchStream ? new BankBatchStream(node.lean, this.clock) : undefined;
+      let grace: Timer | undefined;
       entry = {
         node,
         batches: stream ?? node.lean,
         close: () => {
+          grace?.cancel();
           stream?.close();
           node.close();
         },
-        retire: (closed) => {
-          const end = () => {
+        retire: (graceMs, closed) => {
+          stream?.retire();
+          grace = this.clock.setTimer(graceMs, () => {
             node.close();
             closed();
-          };
-          if (stream) stream.retire(end);
-          else end();
+          }, { background: true });
         },
       };
       this.byAddress.set(endpoint.address, entry);
@@ -88,14 +98,14 @@ export class BankClients {
     return entry;
   }
 
-  /** `address` is no bank's address any more: its entry takes no new calls and closes when idle. */
+  /** `address` is no bank's address any more: no new lookups find it, and its channel closes after the grace. */
   private retire(address: string): void {
     for (const current of this.addressOf.values()) if (current === address) return;
     const entry = this.byAddress.get(address);
     if (!entry) return;
     this.byAddress.delete(address);
     this.retiring.add(entry);
-    entry.retire(() => this.retiring.delete(entry));
+    entry.retire(this.retiredGraceMs, () => this.retiring.delete(entry));
   }
 
   close(): void {

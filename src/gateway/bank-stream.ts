@@ -56,8 +56,8 @@ export class BankBatchStream implements BankBatchClient {
   /** The bank answered UNIMPLEMENTED to BatchStream: unary calls only. */
   private unsupported = false;
   private closed = false;
-  /** Retired (retire()): told once no call waits any more, after the stream has ended. */
-  private onRetired: (() => void) | undefined;
+  /** Retired (retire()): the stream ends once no call waits on it. */
+  private retired = false;
 
   constructor(
     private readonly lean: Lean,
@@ -79,28 +79,23 @@ export class BankBatchStream implements BankBatchClient {
   /** Ends the stream (its waiting calls fail with the cancellation) and fails later calls with UNAVAILABLE. */
   close(): void {
     this.closed = true;
-    this.onRetired = undefined;
     this.stream?.abort.abort();
   }
 
   /**
    * The bank moved to another address: later calls fail with UNAVAILABLE at once (their callers
-   * retry at the new address), the calls waiting now still get their answers, and once the last of
-   * them has one the stream ends and `ended` runs (at once if none waits).
+   * retry at the new address), the calls waiting now still get their answers, and the stream ends
+   * after the last of them (at once if none waits).
    */
-  retire(ended: () => void): void {
+  retire(): void {
     if (this.closed) return;
     this.closed = true;
-    this.onRetired = ended;
+    this.retired = true;
     this.endIfRetiredAndIdle();
   }
 
   private endIfRetiredAndIdle(): void {
-    const ended = this.onRetired;
-    if (!ended || this.pending.size > 0) return;
-    this.onRetired = undefined;
-    this.stream?.abort.abort();
-    ended();
+    if (this.retired && this.pending.size === 0) this.stream?.abort.abort();
   }
 
   private call<T>(

@@ -19,6 +19,7 @@ import { createNodeServer, listenTls } from '../../src/grpc/server.js';
 import { silentLogger } from '../../src/logging/logger.js';
 import { loadTls } from '../../src/tls/credentials.js';
 import { CALL_LIMITS, eventually } from '../helpers/cluster.js';
+import { ManualClock } from '../helpers/clock.js';
 import { expectFailure } from '../helpers/expect-failure.js';
 import { ROOT } from '../helpers/processes.js';
 
@@ -232,7 +233,7 @@ describe('2PC batches on one BatchStream (mutual TLS)', function () {
     }
   });
 
-  it('retires the address a bank moved away from: no new calls there, the waiting one answered, then its channel closed', async () => {
+  it('retires the address a bank moved away from: no new batches there, the waiting one answered, the channel closed after its grace', async () => {
     let release: () => void = () => undefined;
     const held = new Promise<void>((resolve) => {
       release = resolve;
@@ -251,29 +252,38 @@ describe('2PC batches on one BatchStream (mutual TLS)', function () {
       onChange: () => () => undefined,
       close: async () => undefined,
     };
-    const clients = new BankClients(discovery, loadTls(config.tls.dir, 'gateway'), logger, CALL_LIMITS, systemClock, true);
+    // The grace of a retired channel: the longest a unary call can take (one attempt here).
+    const clock = new ManualClock();
+    const graceMs = CALL_LIMITS.callTimeoutMs;
+    const clients = new BankClients(discovery, loadTls(config.tls.dir, 'gateway'), logger, CALL_LIMITS, clock, true);
     const yes = [Vote.VOTE_YES];
     try {
       const old = clients.lean('BankA')!;
+      const oldUnary = clients.get('BankA')!;
       const waiting = old.prepareBatch({ legs: [leg('debit', 'alice', 1n)] }, { deadline: DEADLINE_MS });
       await eventually(async () => arrived, 10_000, 'the batch held at the first address');
 
       address = `localhost:${second.port}`;
       const moved = clients.lean('BankA')!;
       expect(moved).to.not.equal(old);
-      expect(clients.openChannels).to.equal(2);
       expect((await moved.prepareBatch({ legs: [leg('debit', 'alice', 1n)] }, { deadline: DEADLINE_MS })).votes.map((v) => v.vote)).to.deep.equal(yes);
-      // The old address takes no new call (its caller retries at the new one)...
+      // The old address takes no new batch (its caller retries at the new one)...
       await expectFailure(old.commitBatch({ transactionIds: [newId()] }, { deadline: DEADLINE_MS }), Status.UNAVAILABLE);
-      // ...but the call under way there gets its answer, and then the channel closes.
+      // ...but the batch under way there gets its answer, and a unary call from a caller that
+      // looked the bank up before the move still reaches it during the grace.
       release();
       expect((await waiting).votes.map((v) => v.vote)).to.deep.equal(yes);
+      expect((await oldUnary.commitBatch({ transactionIds: [newId()] })).states).to.have.length(1);
+      expect(clients.openChannels).to.equal(2);
+      clock.advance(graceMs);
       expect(clients.openChannels).to.equal(1);
 
-      // Back to the first address, with nothing under way at the second: that one closes at once.
+      // Back to the first address: the second one is retired the same way.
       address = `localhost:${first.port}`;
       const back = clients.lean('BankA')!;
       expect(back).to.not.equal(moved).and.to.not.equal(old);
+      expect(clients.openChannels).to.equal(2);
+      clock.advance(graceMs);
       expect(clients.openChannels).to.equal(1);
       expect((await back.commitBatch({ transactionIds: [newId()] }, { deadline: DEADLINE_MS })).states).to.have.length(1);
       expect(second.seen.prepareBatches).to.equal(1);
