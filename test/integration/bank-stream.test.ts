@@ -287,10 +287,11 @@ describe('2PC batches on one BatchStream (mutual TLS)', function () {
       expect(clients.openChannels).to.equal(1);
       expect((await back.commitBatch({ transactionIds: [newId()] }, { deadline: DEADLINE_MS })).states).to.have.length(1);
       expect(second.seen.prepareBatches).to.equal(1);
+      clients.close();
+      expect(clients.openChannels).to.equal(0);
     } finally {
       release();
       clients.close();
-      expect(clients.openChannels).to.equal(0);
       first.stop();
       second.stop();
     }
