@@ -16,9 +16,9 @@ interface Entry {
   close(): void;
   /**
    * Takes no new batches and ends its stream once the waiting ones are answered; closes the channel
-   * `graceMs` later, then runs `closed`.
+   * after the retired grace, then runs `closed`.
    */
-  retire(graceMs: number, closed: () => void): void;
+  retire(closed: () => void): void;
 }
 
 // One long-lived channel per bank address, reused by every call: no connection setup or discovery
@@ -85,9 +85,9 @@ export class BankClients {
           stream?.close();
           node.close();
         },
-        retire: (graceMs, closed) => {
+        retire: (closed) => {
           stream?.retire();
-          grace = this.clock.setTimer(graceMs, () => {
+          grace = this.clock.setTimer(this.retiredGraceMs, () => {
             node.close();
             closed();
           }, { background: true });
@@ -105,7 +105,7 @@ export class BankClients {
     if (!entry) return;
     this.byAddress.delete(address);
     this.retiring.add(entry);
-    entry.retire(this.retiredGraceMs, () => this.retiring.delete(entry));
+    entry.retire(() => this.retiring.delete(entry));
   }
 
   close(): void {
