@@ -131,6 +131,13 @@ export const ConfigSchema = z.strictObject({
     tokenKeyRefreshMinIntervalMs: positiveMs.max(60_000).default(1000),
     /** A request for a transfer another gateway is running re-reads the shared log this often until it is decided. */
     transferPollIntervalMs: positiveMs.max(10_000).default(50),
+    /**
+     * A transfer whose run stopped on a failed log write (its decision could not be written) is
+     * read again this often and driven from what the log holds (presumed abort, or phase 2) once
+     * the log writes again; until then it is undecided and its holds stay. Own log only: with a
+     * shared log its lease is let lapse and a takeover drives it.
+     */
+    strandedRetryIntervalMs: positiveMs.max(60_000).default(1000),
     tokenTtlSeconds: z.number().int().positive().default(3600),
     /** Verified tokens remembered (each until its expiry; saves a signature check per call); the oldest goes first when full. */
     verifiedTokensMax: z.number().int().min(0).max(10_000_000).default(10_000),

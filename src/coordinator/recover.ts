@@ -7,11 +7,14 @@ import { banksOf, type DurableTx, type Effect, type LogRecord, type Phase } from
 // the effects that resume them. Nobody waits for a reply any more, so recovered phases never reply.
 // A presumed-abort decision is written like a live one: its Aborts follow on `persisted` (step).
 
-/** The failure recorded when the gateway restarted before deciding (presumed abort). */
+/**
+ * The failure recorded for a transfer found undecided with nobody driving it (presumed abort):
+ * after a restart, a takeover, or a run stopped by a failed log write.
+ */
 export const PRESUMED_ABORT: Failure = {
   reason: 'TRANSACTION_ABORTED',
-  message: 'the gateway restarted before this transfer was decided, so it was aborted and nothing was transferred; '
-    + 'to make the payment, send it again with a new idempotency key',
+  message: 'the gateway stopped before this transfer was decided (a restart or a failed write), so it was aborted and '
+    + 'nothing was transferred; to make the payment, send it again with a new idempotency key',
 };
 
 export interface Recovered {

@@ -69,6 +69,12 @@ export interface DriverOptions {
   /** Jitter of phase-2 retries. */
   readonly random: Random;
   readonly observer?: TransferObserver;
+  /**
+   * A run stopped because an awaited record could not be written: its transfer is left undecided
+   * (or its begin record's fate unknown) and nobody drives it here any more. Whoever is told logs
+   * it and drives it again from the log; without a listener the run fails as on any error.
+   */
+  readonly onStranded?: (txId: string, err: Error) => void;
 }
 
 /**
@@ -254,7 +260,15 @@ export class TransferDriver {
   private persisted(run: Run, record: LogRecord, err: Error | undefined): void {
     if (run.done) return;
     if (err) {
-      this.failRun(run, err);
+      const { onStranded } = this.options;
+      if (!onStranded) {
+        this.failRun(run, err);
+        return;
+      }
+      // The log says nothing more about it than before this record: whoever drives it again
+      // starts from there. The caller may retry with the same key and hear that outcome.
+      this.finish(run, new AppError('INTERNAL', 'the transfer could not be recorded; retry with the same idempotency key'));
+      onStranded(run.phase.tx.id, err);
       return;
     }
     assert(record.type === 'begin' || record.type === 'decision', `${record.type} record awaited`);

@@ -9,6 +9,7 @@ import { testBugs } from '../core/test-bugs.js';
 import { sameTerms, type AccountRef, type TransferStatus, type TransferTerms, type TransferView } from '../core/transfer.js';
 import { isFinal, recover, step, type DurableState, type Outcome, type Tx } from '../coordinator/index.js';
 import type { Logger } from '../logging/logger.js';
+import { OutageLog } from '../logging/outage.js';
 import { LeaseKeeper } from './leases.js';
 import { RecordRefused, type StoredTransfer, type TransferLog } from './store/transfer-log.js';
 import { TransferDriver, type BankClientSource, type DriverLimits, type TransferObserver } from './transfer-driver.js';
@@ -27,6 +28,8 @@ export interface TransferEngineLimits extends DriverLimits {
   readonly idempotencyPruneIntervalMs: number;
   /** How often a request waiting on a transfer another gateway runs re-reads the log. */
   readonly transferPollIntervalMs: number;
+  /** Own log only: how often transfers stranded by a failed log write are read and driven again. */
+  readonly strandedRetryIntervalMs: number;
   /** Shared log only (several gateways): lease upkeep. */
   readonly leaseRenewIntervalMs: number;
   readonly takeoverIntervalMs: number;
@@ -76,6 +79,14 @@ export class TransferEngine implements Transfers {
   private pruning: Repeating | undefined;
   /** Present when the log is shared with other gateways. */
   private readonly leaseKeeper: LeaseKeeper | undefined;
+  /**
+   * Own log only: transfers whose run stopped on a failed log write, each marked once a sweep has
+   * driven it again (its next failure is then part of an outage already logged).
+   */
+  private readonly stranded = new Map<string, { redriven: boolean }>();
+  /** Runs while some transfer is stranded. */
+  private strandedSweep: Repeating | undefined;
+  private readonly strandedOutage: OutageLog;
 
   constructor(options: TransferEngineOptions) {
     const { limits } = options;
@@ -99,7 +110,9 @@ export class TransferEngine implements Transfers {
       clock: this.clock,
       random: this.random,
       ...(options.observer ? { observer: options.observer } : {}),
+      onStranded: (txId, err) => this.onStranded(txId, err),
     });
+    this.strandedOutage = new OutageLog(this.logger, 'the transfer log still cannot write; stranded transfers stay undecided', 'the transfer log writes again');
     const { leases } = options.store;
     this.leaseKeeper = leases && new LeaseKeeper(leases, limits, this.clock, this.logger, (rows) => this.resume(rows));
   }
@@ -116,6 +129,54 @@ export class TransferEngine implements Transfers {
       const todo = effects.get(txId) ?? [];
       if (isFinal(phase) && todo.length === 0) continue;
       this.driver.run(phase, todo);
+    }
+  }
+
+  /**
+   * A run stopped because the log could not write one of its records (a full disk, an I/O error, a
+   * lost database connection). Left alone, its transfer would stay undecided, its holds at the
+   * banks and its key answering TRANSFER_IN_PROGRESS, until the next restart. A shared log lets
+   * its lease lapse, so that a takeover (here or at another gateway) drives it as after a crash;
+   * an own log reads it again every strandedRetryIntervalMs and drives it from what is on disk.
+   */
+  private onStranded(txId: string, err: Error): void {
+    const { leases } = this.store;
+    if (leases) {
+      leases.release(txId);
+      this.logger.error('could not write a transfer record; its lease is let lapse for a takeover', { transactionId: txId, error: err.message });
+      return;
+    }
+    const entry = this.stranded.get(txId);
+    if (entry?.redriven) this.strandedOutage.failed(err);
+    else this.logger.error('could not write a transfer record; once the log writes, the transfer is finished from what it holds', { transactionId: txId, error: err.message });
+    if (!entry) this.stranded.set(txId, { redriven: false });
+    this.strandedSweep ??= repeat(this.clock, {
+      intervalMs: this.limits.strandedRetryIntervalMs,
+      onError: (e) => this.strandedOutage.failed(e),
+    }, () => this.sweepStranded());
+  }
+
+  /**
+   * Drives each stranded transfer again from its row, as recovery would: presumed abort if it is
+   * undecided, phase 2 if it is decided. One whose begin record never became durable is not in
+   * the log: the banks hear "abort" when they ask (decisionOf), and nothing is left to do.
+   */
+  private async sweepStranded(): Promise<void> {
+    for (const [txId, entry] of [...this.stranded]) {
+      if (this.state !== 'running') return;
+      if (this.driver.isActive(txId)) continue;
+      const row = await this.store.findById(txId);
+      if (row === undefined || isFinalState(row.state)) {
+        this.stranded.delete(txId);
+        if (entry.redriven) this.strandedOutage.ok();
+        continue;
+      }
+      entry.redriven = true;
+      this.resume([row]);
+    }
+    if (this.stranded.size === 0) {
+      this.strandedSweep?.stop();
+      this.strandedSweep = undefined;
     }
   }
 
@@ -294,6 +355,7 @@ export class TransferEngine implements Transfers {
     if (this.state === 'stopped' || this.state === 'stopping') return;
     this.state = 'stopping';
     this.pruning?.stop();
+    this.strandedSweep?.stop();
     // Keep renewing through the grace period: the transfers still finishing here stay ours.
     // In-flight answers and phase-2 work both get the grace period; what is left is resumed by
     // recovery at the next start.

@@ -183,7 +183,7 @@ describe('gateway: decisions for banks and idempotency-key retention', () => {
       prepareTimeoutMs: 1000, replyAckWaitMs: 100, phase2CallTimeoutMs: 100, commitRetryIntervalMs: 10, commitRetryMaxIntervalMs: 100,
       inFlightTransfersMax: 10, idempotencyRetentionHours: retentionHours, idempotencyPruneBatchMax: 2, idempotencyPruneBatchesPerRoundMax: 20, idempotencyPruneIntervalMs: 60_000,
       bankBatchMaxItems: 256, bankBatchWindowMs: 0,
-      transferPollIntervalMs: 50, leaseRenewIntervalMs: 1000, takeoverIntervalMs: 1000, takeoverBatchMax: 10,
+      transferPollIntervalMs: 50, strandedRetryIntervalMs: 1000, leaseRenewIntervalMs: 1000, takeoverIntervalMs: 1000, takeoverBatchMax: 10,
     },
     logger: silentLogger(),
     clock: clockReading(() => nowMs),

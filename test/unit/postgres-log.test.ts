@@ -5,7 +5,9 @@ import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import pg from 'pg';
 import { systemClock } from '../../src/core/clock.js';
-import type { LogRecord, Tx } from '../../src/coordinator/index.js';
+import { PRESUMED_ABORT, type LogRecord, type Tx } from '../../src/coordinator/index.js';
+import { AppError } from '../../src/core/errors.js';
+import { systemRandom } from '../../src/core/random.js';
 import { SharedLoginFailures, sharedLoginGate } from '../../src/gateway/shared/login-failures.js';
 import { SharedRevocations } from '../../src/gateway/shared/revocations.js';
 import { LoginThrottle, type GateAdmission } from '../../src/gateway/login-throttle.js';
@@ -14,6 +16,7 @@ import { connectPostgres, MIGRATIONS } from '../../src/gateway/store/postgres-co
 import { PostgresTransferLog, TRANSFER_LOG_HOT_UPDATES } from '../../src/gateway/store/postgres.js';
 import { RecordRefused } from '../../src/gateway/store/transfer-log.js';
 import { Tokens } from '../../src/gateway/tokens.js';
+import { TransferEngine } from '../../src/gateway/transfer-engine.js';
 import { silentLogger } from '../../src/logging/logger.js';
 import { eventually } from '../helpers/cluster.js';
 import { DEFAULT_CONFIG } from '../helpers/clock.js';
@@ -179,6 +182,63 @@ describe('PostgreSQL transfer log (two gateway instances, one real server)', fun
     expect(await after.leases.renew()).to.equal(1);
     expect(await write(before, { type: 'decision', txId: t.id, decision: 'commit', awaiting: ['BankA', 'BankB'] })).to.equal('fenced');
     expect(Number((await pool.query('SELECT epoch FROM transfers WHERE tx_id = $1', [t.id])).rows[0].epoch)).to.equal(2);
+  });
+
+  it('a released transfer (its run here stopped) is not renewed: its lease lapses and a takeover drives it', async () => {
+    const g1 = open('g1', 500);
+    const kept = tx();
+    const released = tx();
+    expect(await write(g1, { type: 'begin', tx: kept })).to.equal('ok');
+    expect(await write(g1, { type: 'begin', tx: released })).to.equal('ok');
+    expect(await g1.leases.renew()).to.equal(2);
+    g1.leases.release(released.id);
+    expect(await g1.leases.renew()).to.equal(1);
+    // Its own takeover claims it once the lease lapsed (epoch 2), as another gateway's would.
+    let taken: string[] = [];
+    await eventually(async () => {
+      taken = (await g1.leases.takeOverExpired(10)).map((r) => r.tx.id);
+      await g1.leases.renew();
+      return taken.length > 0;
+    }, 10_000, 'the released lease to lapse and be taken over');
+    expect(taken).to.deep.equal([released.id]);
+    expect(await g1.leases.renew()).to.equal(2);
+    expect(await write(g1, { type: 'decision', txId: released.id, decision: 'commit', awaiting: ['BankA', 'BankB'] })).to.equal('ok');
+    expect(Number((await pool.query('SELECT epoch FROM transfers WHERE tx_id = $1', [released.id])).rows[0].epoch)).to.equal(2);
+  });
+
+  it('an engine whose decision could not be written lets the lease lapse; its own takeover then aborts the transfer', async () => {
+    const log = open('g1', 500);
+    // The log refuses decision records (as with a lost connection) until the test lets it write again.
+    let failing = true;
+    const enqueue = log.enqueue.bind(log);
+    log.enqueue = (record, nowMs, onDurable, urgent) => {
+      if (failing && record.type === 'decision') onDurable?.(new Error('Connection terminated unexpectedly'));
+      else enqueue(record, nowMs, onDurable, urgent);
+    };
+    const engine = new TransferEngine({
+      store: log,
+      // No bank is reachable: the transfer is decided abort at once.
+      bankClients: { get: () => undefined },
+      limits: { ...DEFAULT_CONFIG.gateway, leaseRenewIntervalMs: 100, takeoverIntervalMs: 100 },
+      logger: silentLogger(),
+      clock: systemClock,
+      random: systemRandom(),
+    });
+    await engine.start();
+    try {
+      const alice = { bank: 'BankA', username: 'alice' };
+      const key = randomUUID();
+      const failed = await engine.create(alice, { idempotencyKey: key, to: { bank: 'BankB', username: 'bob' }, amountMinor: 5n, currency: 'EUR' })
+        .then(() => 'answered', (err: unknown) => (err instanceof AppError ? err.reason : String(err)));
+      expect(failed).to.equal('INTERNAL');
+      const txId = (await log.findByKey(alice, key))?.tx.id as string;
+      failing = false;
+      await eventually(async () => (await log.findById(txId))?.state === 'aborting', 10_000, 'the lease to lapse and the takeover to decide');
+      expect(await log.findById(txId)).to.deep.include({ failure: PRESUMED_ABORT });
+      expect(Number((await pool.query('SELECT epoch FROM transfers WHERE tx_id = $1', [txId])).rows[0].epoch)).to.equal(2);
+    } finally {
+      await engine.stop(0);
+    }
   });
 
   it('renewal never waits for a row its own group commit holds: no deadlock, the locked row is skipped once', async () => {

@@ -472,6 +472,40 @@ describe('transfer engine (real gRPC banks over mTLS, real SQLite)', function ()
     expect(view).to.deep.include({ transactionId: decided.id, status: 'committed' });
   });
 
+  it('a transfer whose decision could not be written is aborted once the log works again, without a restart', async () => {
+    const h = await setup({ gateway: { strandedRetryIntervalMs: 20 } });
+    // The log refuses decision records (as on a full disk) until the test lets it write again.
+    let diskFull = true;
+    let refused = 0;
+    const enqueue = h.store.enqueue.bind(h.store);
+    h.store.enqueue = (record, nowMs, onDurable, urgent) => {
+      if (diskFull && record.type === 'decision') {
+        refused++;
+        onDurable?.(new Error('SQLITE_FULL: database or disk is full'));
+      } else enqueue(record, nowMs, onDurable, urgent);
+    };
+    const req = input(bob, 100n);
+    await expectAppError(h.engine.create(alice, req), 'INTERNAL');
+    const txId = h.store.findByKey(alice, req.idempotencyKey)?.tx.id as string;
+    expect(h.store.findById(txId)?.state).to.equal('preparing');
+    // While the log cannot write, nothing can be decided: the banks keep their holds and hear "pending".
+    await waitFor('later attempts at a decision', () => refused >= 3);
+    expect(h.store.findById(txId)?.state).to.equal('preparing');
+    expect(await h.engine.decisionOf(txId)).to.equal('pending');
+    expect(bank(h, 'BankA').balance('alice')).to.deep.equal({ balance: 10_000n, held: 100n });
+
+    diskFull = false;
+    // Presumed abort, as recovery at a restart would do: the decision is durable, then both banks abort.
+    await waitFor('the transfer to be final', () => h.store.findById(txId)?.state === 'aborted');
+    expect(h.store.findById(txId)).to.deep.include({ failure: PRESUMED_ABORT });
+    expect(await h.engine.decisionOf(txId)).to.equal('abort');
+    expect(bank(h, 'BankA').balance('alice')).to.deep.equal({ balance: 10_000n, held: 0n });
+    expect(bank(h, 'BankB').txs.get(txId)?.state).to.equal('aborted');
+    // The retry with the same key hears the outcome instead of TRANSFER_IN_PROGRESS.
+    await expectAppError(h.engine.create(alice, req), 'TRANSACTION_ABORTED');
+    expect(bank(h, 'BankA').calls.prepare).to.equal(1);
+  });
+
   it('retries phase 2 until a temporarily failing bank acknowledges', async () => {
     const h = await setup({ gateway: { replyAckWaitMs: 100 } });
     bank(h, 'BankB').commitFailures = 3;

@@ -147,6 +147,7 @@ export class PostgresTransferLog implements TransferLog {
       instanceId: options.instanceId,
       renew: () => this.renew(),
       takeOverExpired: (limit) => this.takeOverExpired(limit),
+      release: (txId) => { this.epochs.delete(txId); },
     };
   }
 

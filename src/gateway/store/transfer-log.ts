@@ -113,4 +113,9 @@ export interface TransferLeases {
   renew(): Promise<number>;
   /** Claims at most `limit` unfinished transfers whose lease expired (epoch + 1) and returns them, oldest first. */
   takeOverExpired(limit: number): Promise<StoredTransfer[]>;
+  /**
+   * Stops renewing this transfer's lease (its run here ended without finishing it): the lease
+   * lapses and a takeover drives it, as after a crash. Records for it are refused 'fenced' from now.
+   */
+  release(txId: string): void;
 }
