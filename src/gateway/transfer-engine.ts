@@ -279,8 +279,8 @@ export class TransferEngine implements Transfers {
   private async claimAndRun(owner: AccountRef, input: CreateTransferInput, started: (tx: Tx) => void): Promise<TransferView> {
     // When the prepares leave beside the begin record, a replay must not get that far: the log is
     // this gateway's alone and duplicates in flight share one run, so a stored key is a replay.
-    const replay = this.limits.prepareWithBegin === true && (await this.store.findByKey(owner, input.idempotencyKey)) !== undefined;
-    if (!replay) {
+    const replayed = this.limits.prepareWithBegin === true ? await this.store.findByKey(owner, input.idempotencyKey) : undefined;
+    if (!replayed) {
       const tx = this.newTx(owner, input, input.idempotencyKey);
       started(tx);
       try {
@@ -298,7 +298,7 @@ export class TransferEngine implements Transfers {
         return viewOrThrow(second, await this.begin(second));
       }
     }
-    return this.awaitStored(owner, input);
+    return this.awaitStored(owner, input, replayed);
   }
 
   private newTx(owner: AccountRef, input: CreateTransferInput, idempotencyKey: string): Tx {
@@ -322,10 +322,11 @@ export class TransferEngine implements Transfers {
    * crashed and a takeover will decide it): re-read the log until it is decided, at most as long
    * as the first request's own bound, then TRANSFER_IN_PROGRESS.
    */
-  private async awaitStored(owner: AccountRef, input: CreateTransferInput): Promise<TransferView> {
+  private async awaitStored(owner: AccountRef, input: CreateTransferInput, read?: StoredTransfer): Promise<TransferView> {
     const untilMs = this.clock.nowMs() + this.limits.prepareTimeoutMs + this.limits.replyAckWaitMs;
-    for (;;) {
-      const stored = await this.store.findByKey(owner, input.idempotencyKey);
+    // `read`: the row the caller has just read, so the first round need not read it again.
+    for (let first = read; ; first = undefined) {
+      const stored = first ?? await this.store.findByKey(owner, input.idempotencyKey);
       // Gone: pruned after it was final, long ago; a key is never freed while its transfer runs.
       assert(stored, `transfer with key ${input.idempotencyKey} vanished from the log while running`);
       if (stored.state !== 'preparing') return this.replay(stored, input);
