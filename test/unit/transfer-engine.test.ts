@@ -506,6 +506,43 @@ describe('transfer engine (real gRPC banks over mTLS, real SQLite)', function ()
     expect(bank(h, 'BankA').calls.prepare).to.equal(1);
   });
 
+  it('a transfer whose begin record could not be written is never decided: the banks hear "abort", the retry is its first run', async () => {
+    const h = await setup({ gateway: { strandedRetryIntervalMs: 20 } });
+    // A first transfer opens the streams, so that the next prepares leave beside the begin record.
+    expect((await h.engine.create(alice, input(bob, 1n))).status).to.equal('committed');
+    // The log fails the begin record (as on a full disk) once its prepare has reached BankA.
+    let diskFull = true;
+    let failBegin: (() => void) | undefined;
+    const enqueue = h.store.enqueue.bind(h.store);
+    h.store.enqueue = (record, nowMs, onDurable, urgent) => {
+      if (diskFull && record.type === 'begin') failBegin = () => onDurable?.(new Error('SQLITE_FULL: database or disk is full'));
+      else enqueue(record, nowMs, onDurable, urgent);
+    };
+    const prepared: string[] = [];
+    bank(h, 'BankA').onPrepare = (txId) => {
+      prepared.push(txId);
+      const fail = failBegin;
+      failBegin = undefined;
+      if (fail) setImmediate(fail);
+    };
+    const req = input(bob, 100n);
+    await expectAppError(h.engine.create(alice, req), 'INTERNAL');
+    expect(h.store.findByKey(alice, req.idempotencyKey)).to.equal(undefined);
+    // Its prepare had left: BankA holds the money until it asks, and the answer is abort (no record, no run).
+    await waitFor('the prepare to reach BankA', () => prepared.length === 1 && bank(h, 'BankA').balance('alice').held === 100n);
+    const [failedTx] = prepared as [string];
+    expect(await h.engine.decisionOf(failedTx)).to.equal('abort');
+    bank(h, 'BankA').abort(failedTx);
+    expect(bank(h, 'BankA').balance('alice')).to.deep.equal({ balance: 9999n, held: 0n });
+
+    diskFull = false;
+    const view = await h.engine.create(alice, req);
+    expect(view.status).to.equal('committed');
+    expect(view.transactionId).to.not.equal(failedTx);
+    expect(bank(h, 'BankA').balance('alice')).to.deep.equal({ balance: 9899n, held: 0n });
+    expect(await h.engine.decisionOf(failedTx)).to.equal('abort');
+  });
+
   it('retries phase 2 until a temporarily failing bank acknowledges', async () => {
     const h = await setup({ gateway: { replyAckWaitMs: 100 } });
     bank(h, 'BankB').commitFailures = 3;
