@@ -132,10 +132,10 @@ export const ConfigSchema = z.strictObject({
     /** A request for a transfer another gateway is running re-reads the shared log this often until it is decided. */
     transferPollIntervalMs: positiveMs.max(10_000).default(50),
     /**
-     * A transfer whose run stopped on a failed log write (its decision could not be written) is
-     * read again this often and driven from what the log holds (presumed abort, or phase 2) once
-     * the log writes again; until then it is undecided and its holds stay. Own log only: with a
-     * shared log its lease is let lapse and a takeover drives it.
+     * A transfer the log could not write a record for (its decision: its run stopped, undecided,
+     * its holds stay; an ack or completion: the log is behind) is handed on this often once no run
+     * drives it: with an own log, driven again from what the log holds (presumed abort, or phase
+     * 2) as soon as the log writes again; with a shared log, its lease is let lapse for a takeover.
      */
     strandedRetryIntervalMs: positiveMs.max(60_000).default(1000),
     tokenTtlSeconds: z.number().int().positive().default(3600),

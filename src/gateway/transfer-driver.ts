@@ -70,9 +70,10 @@ export interface DriverOptions {
   readonly random: Random;
   readonly observer?: TransferObserver;
   /**
-   * A run stopped because an awaited record could not be written: its transfer is left undecided
-   * (or its begin record's fate unknown) and nobody drives it here any more. Whoever is told logs
-   * it and drives it again from the log; without a listener the run fails as on any error.
+   * A record of this transfer could not be written. An awaited one stopped its run: the transfer
+   * is left undecided (or its begin record's fate unknown). An ack or completion did not stop it:
+   * the log is behind. Whoever is told logs it and, once no run drives it, drives it again from the
+   * log; without a listener an awaited failure fails the run as any error, a phase-2 one is logged.
    */
   readonly onStranded?: (txId: string, err: Error) => void;
 }
@@ -252,8 +253,15 @@ export class TransferDriver {
     this.options.log.enqueue(record, nowMs, (err) => {
       if (err instanceof RecordRefused) this.refused(run, err);
       else if (awaited) this.persisted(run, record, err);
-      else if (err) this.options.logger.error('could not record phase-2 progress; recovery will repeat phase 2', { record: record.type, transactionId: run.phase.tx.id, error: err.message });
+      else if (err) this.lagging(run, record, err);
     }, awaited);
+  }
+
+  /** An ack or completion could not be written: phase 2 goes on, and the log will be brought up to date by repeating it. */
+  private lagging(run: Run, record: LogRecord, err: Error): void {
+    const { onStranded } = this.options;
+    if (onStranded) onStranded(run.phase.tx.id, err);
+    else this.options.logger.error('could not record phase-2 progress; recovery will repeat phase 2', { record: record.type, transactionId: run.phase.tx.id, error: err.message });
   }
 
   /** An awaited record is on disk (or failed): the coordinator steps what waited for it. */

@@ -28,7 +28,7 @@ export interface TransferEngineLimits extends DriverLimits {
   readonly idempotencyPruneIntervalMs: number;
   /** How often a request waiting on a transfer another gateway runs re-reads the log. */
   readonly transferPollIntervalMs: number;
-  /** Own log only: how often transfers stranded by a failed log write are read and driven again. */
+  /** How often transfers stranded by a failed log write are handed on (driven again, or released to a takeover). */
   readonly strandedRetryIntervalMs: number;
   /** Shared log only (several gateways): lease upkeep. */
   readonly leaseRenewIntervalMs: number;
@@ -80,8 +80,8 @@ export class TransferEngine implements Transfers {
   /** Present when the log is shared with other gateways. */
   private readonly leaseKeeper: LeaseKeeper | undefined;
   /**
-   * Own log only: transfers whose run stopped on a failed log write, each marked once a sweep has
-   * driven it again (its next failure is then part of an outage already logged).
+   * Transfers a log write failed for, each marked once a sweep has driven it again (its next
+   * failure is then part of an outage already logged).
    */
   private readonly stranded = new Map<string, { redriven: boolean }>();
   /** Runs while some transfer is stranded. */
@@ -133,23 +133,19 @@ export class TransferEngine implements Transfers {
   }
 
   /**
-   * A run stopped because the log could not write one of its records (a full disk, an I/O error, a
-   * lost database connection). Left alone, its transfer would stay undecided, its holds at the
-   * banks and its key answering TRANSFER_IN_PROGRESS, until the next restart. A shared log lets
-   * its lease lapse, so that a takeover (here or at another gateway) drives it as after a crash;
-   * an own log reads it again every strandedRetryIntervalMs and drives it from what is on disk.
+   * The log could not write one of a transfer's records (a full disk, an I/O error, a lost database
+   * connection). An awaited one stopped its run: left alone, the transfer would stay undecided, its
+   * holds at the banks and its key answering TRANSFER_IN_PROGRESS, until the next restart. A phase-2
+   * one (ack, completion) leaves the log behind what happened. Either way, once no run drives it
+   * here, the sweep hands it on: an own log drives it again from what is on disk, a shared log lets
+   * its lease lapse so that a takeover (here or at another gateway) does, as after a crash.
    */
   private onStranded(txId: string, err: Error): void {
-    const { leases } = this.store;
-    if (leases) {
-      leases.release(txId);
-      this.logger.error('could not write a transfer record; its lease is let lapse for a takeover', { transactionId: txId, error: err.message });
-      return;
-    }
     const entry = this.stranded.get(txId);
-    if (entry?.redriven) this.strandedOutage.failed(err);
-    else this.logger.error('could not write a transfer record; once the log writes, the transfer is finished from what it holds', { transactionId: txId, error: err.message });
-    if (!entry) this.stranded.set(txId, { redriven: false });
+    if (!entry) {
+      this.logger.error('could not write a transfer record; once the log writes, the transfer is finished from what it holds', { transactionId: txId, error: err.message });
+      this.stranded.set(txId, { redriven: false });
+    } else if (entry.redriven) this.strandedOutage.failed(err);
     this.strandedSweep ??= repeat(this.clock, {
       intervalMs: this.limits.strandedRetryIntervalMs,
       onError: (e) => this.strandedOutage.failed(e),
@@ -157,14 +153,21 @@ export class TransferEngine implements Transfers {
   }
 
   /**
-   * Drives each stranded transfer again from its row, as recovery would: presumed abort if it is
-   * undecided, phase 2 if it is decided. One whose begin record never became durable is not in
-   * the log: the banks hear "abort" when they ask (decisionOf), and nothing is left to do.
+   * Drives each stranded transfer that no run drives any more again from its row, as recovery
+   * would: presumed abort if it is undecided, phase 2 if it is decided. One whose begin record
+   * never became durable is not in the log: the banks hear "abort" when they ask (decisionOf), and
+   * nothing is left to do. A shared log's transfer is released to a takeover instead.
    */
   private async sweepStranded(): Promise<void> {
     for (const [txId, entry] of [...this.stranded]) {
       if (this.state !== 'running') return;
       if (this.driver.isActive(txId)) continue;
+      const { leases } = this.store;
+      if (leases) {
+        leases.release(txId);
+        this.stranded.delete(txId);
+        continue;
+      }
       const row = await this.store.findById(txId);
       if (row === undefined || isFinalState(row.state)) {
         this.stranded.delete(txId);

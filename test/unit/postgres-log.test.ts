@@ -219,7 +219,7 @@ describe('PostgreSQL transfer log (two gateway instances, one real server)', fun
       store: log,
       // No bank is reachable: the transfer is decided abort at once.
       bankClients: { get: () => undefined },
-      limits: { ...DEFAULT_CONFIG.gateway, leaseRenewIntervalMs: 100, takeoverIntervalMs: 100 },
+      limits: { ...DEFAULT_CONFIG.gateway, leaseRenewIntervalMs: 100, takeoverIntervalMs: 100, strandedRetryIntervalMs: 50 },
       logger: silentLogger(),
       clock: systemClock,
       random: systemRandom(),

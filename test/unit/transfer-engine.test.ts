@@ -506,6 +506,32 @@ describe('transfer engine (real gRPC banks over mTLS, real SQLite)', function ()
     expect(bank(h, 'BankA').calls.prepare).to.equal(1);
   });
 
+  it('phase-2 records that could not be written are written once the log works again, without a restart', async () => {
+    const h = await setup({ gateway: { strandedRetryIntervalMs: 20 } });
+    let diskFull = true;
+    let refused = 0;
+    const enqueue = h.store.enqueue.bind(h.store);
+    h.store.enqueue = (record, nowMs, onDurable, urgent) => {
+      if (diskFull && (record.type === 'ack' || record.type === 'completed')) {
+        refused++;
+        onDurable?.(new Error('SQLITE_FULL: database or disk is full'));
+      } else enqueue(record, nowMs, onDurable, urgent);
+    };
+    const view = await h.engine.create(alice, input(bob, 300n));
+    expect(view.status).to.equal('committed');
+    await waitFor('both commits to be applied', () => bank(h, 'BankB').balance('bob').balance === 300n && bank(h, 'BankA').balance('alice').held === 0n);
+    // The log is behind: the banks committed, the row still awaits their acks. Phase 2 is repeated
+    // from it while the log cannot write.
+    await waitFor('phase 2 to be repeated', () => bank(h, 'BankB').calls.commit >= 2 && refused >= 2);
+    expect(h.store.findById(view.transactionId)?.state).to.equal('committing');
+
+    diskFull = false;
+    await waitFor('the log to catch up', () => h.store.findById(view.transactionId)?.state === 'committed');
+    expect(await h.engine.listUnfinished(10)).to.deep.equal([]);
+    expect(bank(h, 'BankA').balance('alice')).to.deep.equal({ balance: 9700n, held: 0n });
+    expect(bank(h, 'BankB').balance('bob')).to.deep.equal({ balance: 300n, held: 0n });
+  });
+
   it('a transfer whose begin record could not be written is never decided: the banks hear "abort", the retry is its first run', async () => {
     const h = await setup({ gateway: { strandedRetryIntervalMs: 20 } });
     // A first transfer opens the streams, so that the next prepares leave beside the begin record.
