@@ -13,6 +13,8 @@ export interface TestBugs {
   replayStartsSecondTransfer: boolean;
   /** Recovery leaves undecided transfers undecided instead of presuming abort. */
   recoverySkipsPresumedAbort: boolean;
+  /** A transfer whose log write failed is left to the next restart instead of being driven again. */
+  strandedLeftUndriven: boolean;
 }
 
 export type TestBug = keyof TestBugs;
@@ -23,6 +25,7 @@ export const testBugs: TestBugs = {
   abortReleasesSettledLeg: false,
   replayStartsSecondTransfer: false,
   recoverySkipsPresumedAbort: false,
+  strandedLeftUndriven: false,
 };
 
 /** Switches every variant off (tests call it after each case). */

@@ -141,6 +141,7 @@ export class TransferEngine implements Transfers {
    * its lease lapse so that a takeover (here or at another gateway) does, as after a crash.
    */
   private onStranded(txId: string, err: Error): void {
+    if (testBugs.strandedLeftUndriven) return;
     const entry = this.stranded.get(txId);
     if (!entry) {
       this.logger.error('could not write a transfer record; once the log writes, the transfer is finished from what it holds', { transactionId: txId, error: err.message });

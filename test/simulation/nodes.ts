@@ -43,6 +43,8 @@ export class SimDisk {
   private image: Buffer | undefined;
   private live: Database.Database | undefined;
   private reader: Database.Database | undefined;
+  /** Every write fails, reads work: the disk went read-only (as ext4 remounts itself after an I/O error). */
+  private failing = false;
 
   constructor(readonly name: string, image?: Buffer) {
     this.image = image;
@@ -53,7 +55,18 @@ export class SimDisk {
     assert(this.live === undefined || !this.live.open, `${this.name}: opened twice`);
     this.closeReader();
     this.live = this.image ? new Database(this.image) : new Database(':memory:');
+    this.applyWrites(this.live);
     return this.live;
+  }
+
+  /** Writes fail from now (true) or work again (false), for the live database and later incarnations. */
+  setFailing(failing: boolean): void {
+    this.failing = failing;
+    if (this.live?.open) this.applyWrites(this.live);
+  }
+
+  private applyWrites(db: Database.Database): void {
+    db.pragma(`query_only = ${this.failing ? 1 : 0}`);
   }
 
   /** The node crashes: what is committed stays, the handle closes at once. */
@@ -122,6 +135,8 @@ export class GatewayNode implements Incarnation {
   up = false;
   store: SqliteTransferLog | undefined;
   engine: TransferEngine | undefined;
+  /** Group commits of the log that failed (its disk failing writes), over every incarnation. */
+  failedLogWrites = 0;
 
   constructor(
     private readonly time: SimTime,
@@ -134,7 +149,12 @@ export class GatewayNode implements Incarnation {
   start(): Promise<void> {
     this.up = true;
     const clock = this.time.clockOf(this);
-    this.store = new SqliteTransferLog(this.disk.name, { groupCommit: this.limits, clock, database: this.disk.open() });
+    this.store = new SqliteTransferLog(this.disk.name, {
+      groupCommit: this.limits,
+      clock,
+      database: this.disk.open(),
+      groupCommitObserver: { writeStarted: () => (ok) => { if (!ok) this.failedLogWrites++; } },
+    });
     this.engine = new TransferEngine({
       store: this.store,
       bankClients: this.banks(),

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { Ledger } from '../../src/bank/ledger.js';
 import { ConfigSchema } from '../../src/config/schema.js';
 import { backoffMs, sleep, type Clock } from '../../src/core/clock.js';
-import { AppError } from '../../src/core/errors.js';
+import { AppError, errorText } from '../../src/core/errors.js';
 import { newTimeOrderedId } from '../../src/core/ids.js';
 import { rng, type Random } from '../../src/core/random.js';
 import { resetTestBugs, testBugs, type TestBugs } from '../../src/core/test-bugs.js';
@@ -44,6 +44,8 @@ export interface ScenarioResult {
   readonly simMs: number;
   readonly transfers: number;
   readonly crashes: number;
+  /** Group commits of the gateway's log that failed because its disk failed writes. */
+  readonly failedLogWrites: number;
   readonly faults: Readonly<Record<NetFault, number>>;
   readonly checks: number;
   readonly violation: Violation | undefined;
@@ -68,6 +70,8 @@ const USERS = ['alice', 'bob', 'carol'] as const;
 /** After the faults stop, everything must be settled within this much simulated time. */
 const SETTLE_BOUND_MS = 60_000;
 const CLIENT_CALL_TIMEOUT_MS = 6000;
+/** A gateway that could not start (its disk failing writes) is started again after this long. */
+const GATEWAY_START_RETRY_MS = 500;
 const TRANSIENT = new Set(['TRANSFER_IN_PROGRESS', 'SHUTTING_DOWN', 'OVERLOADED', 'INTERNAL']);
 
 const BASE_CONFIG = ConfigSchema.parse({
@@ -161,6 +165,8 @@ class World implements Observer {
   private readonly limits: SimLimits;
   private violation: Violation | undefined;
   private crashes = 0;
+  /** Windows of the gateway's disk failing writes open now (they may overlap). */
+  private diskFailingWindows = 0;
   private checks = 0;
   private clientsRunning = 0;
   private readonly faultMs: number;
@@ -209,6 +215,8 @@ class World implements Observer {
     if (!this.violation) {
       this.time.note('faults stop');
       this.net.healAll();
+      this.diskFailingWindows = 0;
+      this.gateway.disk.setFailing(false);
       for (const node of this.nodes()) if (!node.up) await this.restart(node);
       const bound = this.time.nowMs + SETTLE_BOUND_MS;
       let nextCheckMs = 0;
@@ -235,6 +243,7 @@ class World implements Observer {
       simMs: this.time.nowMs - START_MS,
       transfers: this.keys.length,
       crashes: this.crashes,
+      failedLogWrites: this.gateway.failedLogWrites,
       faults: { ...this.net.faults },
       checks: this.checks,
       violation: this.violation,
@@ -265,6 +274,14 @@ class World implements Observer {
     try {
       await node.start();
     } catch (err) {
+      if (node === this.gateway && this.diskFailingWindows > 0) {
+        // A gateway whose disk fails writes cannot start (its log cannot be opened for writing,
+        // or recovery cannot write): it exits, and its supervisor tries again a little later.
+        this.time.note(`gateway could not start: ${errorText(err)}`);
+        node.crash();
+        this.time.at(GATEWAY_START_RETRY_MS, undefined, 'restart? gateway', () => void this.restart(node));
+        return;
+      }
       this.bug(err, `${node.name} restart`);
     }
   }
@@ -284,6 +301,21 @@ class World implements Observer {
         node.crash();
         // A scheduled event cannot wait; restart() records its own failure as a bug and never rejects.
         this.time.at(between(this.random, 0, 1500), undefined, `restart? ${node.name}`, () => void this.restart(node));
+      });
+    }
+    // The gateway's disk fails every write for a while (read-only, as after an I/O error): its
+    // log cannot record begins, decisions or phase-2 progress; reads still work.
+    const failingWindows = between(r, 1, 3);
+    for (let i = 0; i < failingWindows; i++) {
+      const atMs = Math.floor(r() * this.faultMs);
+      const forMs = between(r, 100, 2000);
+      this.time.at(atMs, undefined, 'gateway disk fails writes', () => {
+        this.diskFailingWindows++;
+        this.gateway.disk.setFailing(true);
+        this.time.at(forMs, undefined, 'gateway disk writes again', () => {
+          this.diskFailingWindows = Math.max(0, this.diskFailingWindows - 1);
+          this.gateway.disk.setFailing(this.diskFailingWindows > 0);
+        });
       });
     }
     const partitions = between(r, 1, 6);

@@ -13,6 +13,8 @@ const SUITE_JOBS = Number(process.env.SIM_JOBS ?? os.availableParallelism());
 /** The faults really happen (a run without them would prove nothing): on average per scenario at least */
 const CRASHES_MIN_PER_SCENARIO = 5;
 const NETWORK_FAULTS_MIN_PER_SCENARIO = 50;
+/** Group commits of the gateway's log that failed (its disk failing writes). */
+const FAILED_LOG_WRITES_MIN_PER_SCENARIO = 1;
 /** A broken variant must be caught within this many seeds. */
 const DETECTION_SEEDS_MAX = 30;
 
@@ -29,8 +31,8 @@ describe('deterministic simulation', function () {
     expect(c.hash).to.not.equal(a.hash);
   });
 
-  it(`${SUITE_SCENARIOS} seeded scenarios keep every invariant, with at least ${CRASHES_MIN_PER_SCENARIO * SUITE_SCENARIOS} node crashes `
-    + `and ${NETWORK_FAULTS_MIN_PER_SCENARIO * SUITE_SCENARIOS} network faults`, async () => {
+  it(`${SUITE_SCENARIOS} seeded scenarios keep every invariant, with at least ${CRASHES_MIN_PER_SCENARIO * SUITE_SCENARIOS} node crashes`
+    + `, ${NETWORK_FAULTS_MIN_PER_SCENARIO * SUITE_SCENARIOS} network faults and ${FAILED_LOG_WRITES_MIN_PER_SCENARIO * SUITE_SCENARIOS} failed log writes`, async () => {
     const started = Date.now();
     let totals: Totals;
     if (SUITE_JOBS > 1) {
@@ -45,6 +47,7 @@ describe('deterministic simulation', function () {
     expect(totals.scenarios).to.equal(SUITE_SCENARIOS);
     expect(totals.crashes).to.be.at.least(CRASHES_MIN_PER_SCENARIO * SUITE_SCENARIOS);
     expect(networkFaults(totals)).to.be.at.least(NETWORK_FAULTS_MIN_PER_SCENARIO * SUITE_SCENARIOS);
+    expect(totals.failedLogWrites).to.be.at.least(FAILED_LOG_WRITES_MIN_PER_SCENARIO * SUITE_SCENARIOS);
   });
 
   const variants: ReadonlyArray<readonly [TestBug, readonly Invariant[]]> = [
@@ -54,6 +57,7 @@ describe('deterministic simulation', function () {
     ['abortReleasesSettledLeg', ['holds-match-prepared-legs', 'node-assertion']],
     ['replayStartsSecondTransfer', ['one-outcome-per-key']],
     ['recoverySkipsPresumedAbort', ['settles']],
+    ['strandedLeftUndriven', ['settles']],
   ];
   for (const [bug, invariants] of variants) {
     it(`catches the broken variant ${bug} (${invariants.join(' or ')}) within ${DETECTION_SEEDS_MAX} seeds`, async () => {
