@@ -147,6 +147,8 @@ export class TransferEngine implements Transfers {
       this.logger.error('could not write a transfer record; once the log writes, the transfer is finished from what it holds', { transactionId: txId, error: err.message });
       this.stranded.set(txId, { redriven: false });
     } else if (entry.redriven) this.strandedOutage.failed(err);
+    // Once stopping, recovery at the next start takes it.
+    if (this.state === 'stopping' || this.state === 'stopped') return;
     this.strandedSweep ??= repeat(this.clock, {
       intervalMs: this.limits.strandedRetryIntervalMs,
       onError: (e) => this.strandedOutage.failed(e),
