@@ -1,4 +1,5 @@
 import { isAbortError } from 'abort-controller-x';
+import { AssertionError } from '../core/assert.js';
 import { backoffMs, sleep, type Clock } from '../core/clock.js';
 import { errorText } from '../core/errors.js';
 import type { Random } from '../core/random.js';
@@ -113,14 +114,30 @@ export class InDoubtResolver {
         return { ...counts, unanswered: true };
       }
       // The gateway's phase 2 may have resolved it meanwhile; commit and abort are idempotent.
-      if (decision === 'commit') {
-        this.ledger.commit(txId);
-        counts.committed++;
-      } else if (decision === 'abort') {
-        this.ledger.abort(txId);
-        counts.aborted++;
-      } else {
-        counts.pending++;
+      try {
+        if (decision === 'commit') {
+          this.ledger.commit(txId);
+          counts.committed++;
+        } else if (decision === 'abort') {
+          this.ledger.abort(txId);
+          counts.aborted++;
+        } else {
+          counts.pending++;
+        }
+      } catch (err) {
+        // A ledger assertion (the coordinator contradicting what this bank did) is a bug: crash.
+        if (err instanceof AssertionError) throw err;
+        // The ledger could not write it (a full disk, an I/O error): the leg stays prepared, and
+        // the next round asks again (after the same back-off as an unanswered one).
+        this.failedRounds++;
+        const level = this.failedRounds === 1 || this.failedRounds % WARN_EVERY_ROUNDS === 0 ? 'warn' : 'debug';
+        this.logger.log(level, 'in-doubt: could not apply the coordinator\'s decision; the legs stay prepared, will ask again', {
+          transactionId: txId,
+          decision,
+          failedRounds: this.failedRounds,
+          error: errorText(err),
+        });
+        return { ...counts, unanswered: true };
       }
       if (decision !== 'pending') this.logger.info('in-doubt transaction resolved by the coordinator', { transactionId: txId, decision });
     }

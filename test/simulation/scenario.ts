@@ -70,8 +70,8 @@ const USERS = ['alice', 'bob', 'carol'] as const;
 /** After the faults stop, everything must be settled within this much simulated time. */
 const SETTLE_BOUND_MS = 60_000;
 const CLIENT_CALL_TIMEOUT_MS = 6000;
-/** A gateway that could not start (its disk failing writes) is started again after this long. */
-const GATEWAY_START_RETRY_MS = 500;
+/** A node that could not start (its disk failing writes) is started again after this long. */
+const START_RETRY_MS = 500;
 const TRANSIENT = new Set(['TRANSFER_IN_PROGRESS', 'SHUTTING_DOWN', 'OVERLOADED', 'INTERNAL']);
 
 const BASE_CONFIG = ConfigSchema.parse({
@@ -165,8 +165,8 @@ class World implements Observer {
   private readonly limits: SimLimits;
   private violation: Violation | undefined;
   private crashes = 0;
-  /** Windows of the gateway's disk failing writes open now (they may overlap). */
-  private diskFailingWindows = 0;
+  /** Per node, the spells of its disk failing writes open now (they may overlap). */
+  private readonly diskFailing = new Map<GatewayNode | BankNode, number>();
   private checks = 0;
   private clientsRunning = 0;
   private readonly faultMs: number;
@@ -215,8 +215,8 @@ class World implements Observer {
     if (!this.violation) {
       this.time.note('faults stop');
       this.net.healAll();
-      this.diskFailingWindows = 0;
-      this.gateway.disk.setFailing(false);
+      for (const node of this.diskFailing.keys()) node.disk.setFailing(false);
+      this.diskFailing.clear();
       for (const node of this.nodes()) if (!node.up) await this.restart(node);
       const bound = this.time.nowMs + SETTLE_BOUND_MS;
       let nextCheckMs = 0;
@@ -274,12 +274,12 @@ class World implements Observer {
     try {
       await node.start();
     } catch (err) {
-      if (node === this.gateway && this.diskFailingWindows > 0) {
-        // A gateway whose disk fails writes cannot start (its log cannot be opened for writing,
-        // or recovery cannot write): it exits, and its supervisor tries again a little later.
-        this.time.note(`gateway could not start: ${errorText(err)}`);
+      if ((this.diskFailing.get(node) ?? 0) > 0) {
+        // A node whose disk fails writes may not start (its database cannot be opened for
+        // writing, or recovery cannot write): it exits, and its supervisor tries again later.
+        this.time.note(`${node.name} could not start: ${errorText(err)}`);
         node.crash();
-        this.time.at(GATEWAY_START_RETRY_MS, undefined, 'restart? gateway', () => void this.restart(node));
+        this.time.at(START_RETRY_MS, undefined, `restart? ${node.name}`, () => void this.restart(node));
         return;
       }
       this.bug(err, `${node.name} restart`);
@@ -303,18 +303,23 @@ class World implements Observer {
         this.time.at(between(this.random, 0, 1500), undefined, `restart? ${node.name}`, () => void this.restart(node));
       });
     }
-    // The gateway's disk fails every write for a while (read-only, as after an I/O error): its
-    // log cannot record begins, decisions or phase-2 progress; reads still work.
-    const failingWindows = between(r, 1, 3);
-    for (let i = 0; i < failingWindows; i++) {
+    // A node's disk fails every write for a while (read-only, as after an I/O error); reads still
+    // work. The gateway's log cannot record begins, decisions or phase-2 progress; a bank's ledger
+    // cannot record holds, commits, aborts or resolutions.
+    const spells: (GatewayNode | BankNode)[] = [
+      ...Array.from({ length: between(r, 1, 3) }, () => this.gateway),
+      ...Array.from({ length: between(r, 1, 2) }, () => pick(r, [...this.banks.values()])),
+    ];
+    for (const node of spells) {
       const atMs = Math.floor(r() * this.faultMs);
       const forMs = between(r, 100, 2000);
-      this.time.at(atMs, undefined, 'gateway disk fails writes', () => {
-        this.diskFailingWindows++;
-        this.gateway.disk.setFailing(true);
-        this.time.at(forMs, undefined, 'gateway disk writes again', () => {
-          this.diskFailingWindows = Math.max(0, this.diskFailingWindows - 1);
-          this.gateway.disk.setFailing(this.diskFailingWindows > 0);
+      this.time.at(atMs, undefined, `${node.name} disk fails writes`, () => {
+        this.diskFailing.set(node, (this.diskFailing.get(node) ?? 0) + 1);
+        node.disk.setFailing(true);
+        this.time.at(forMs, undefined, `${node.name} disk writes again`, () => {
+          const open = Math.max(0, (this.diskFailing.get(node) ?? 0) - 1);
+          this.diskFailing.set(node, open);
+          node.disk.setFailing(open > 0);
         });
       });
     }

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import Database from 'better-sqlite3';
 import { expect } from 'chai';
 import { Ledger } from '../../src/bank/ledger.js';
 import { InDoubtResolver, type CoordinatorDecision, type DecisionSource } from '../../src/bank/termination.js';
@@ -136,6 +137,28 @@ describe('bank in-doubt resolver (termination protocol)', () => {
     answers.set(pending, 'abort').set(silent, 'abort');
     expect(await resolver.round()).to.deep.include({ aborted: 2, unanswered: false });
     expect(ledger.account('alice')).to.deep.include({ heldMinor: 0n });
+  });
+
+  it('a decision the ledger cannot write leaves the leg prepared; a later round applies it', async () => {
+    // A ledger of its own whose database can be made to refuse writes, as a disk gone read-only.
+    const db = new Database(':memory:');
+    const own = Ledger.over(db, 'BankA', () => nowMs);
+    try {
+      own.createAccount({ username: 'alice', passwordHash: 'x', currency: 'EUR', balanceMinor: 1000n });
+      const txId = newId();
+      expect(own.prepare({ txId, kind: 'debit', username: 'alice', amountMinor: 100n, currency: 'EUR', counterpartyBank: 'BankB', counterpartyUsername: 'x' }).ok).to.equal(true);
+      nowMs += 20_000;
+      answers.set(txId, 'abort');
+      const resolver = new InDoubtResolver(own, source, limits, silentLogger(), clockReading(() => nowMs), rng(1));
+      db.pragma('query_only = 1');
+      expect(await resolver.round()).to.deep.include({ asked: 1, aborted: 0, unanswered: true });
+      expect(own.txState(txId)).to.equal('prepared');
+      db.pragma('query_only = 0');
+      expect(await resolver.round()).to.deep.include({ asked: 1, aborted: 1, unanswered: false });
+      expect(own.account('alice')).to.deep.include({ balanceMinor: 1000n, heldMinor: 0n });
+    } finally {
+      own.close();
+    }
   });
 
   it('an answer that arrives after phase 2 already resolved the leg is a harmless repeat', async () => {
