@@ -30,7 +30,7 @@ import { createNodeServer, listenTls } from '../../src/grpc/server.js';
 import { silentLogger } from '../../src/logging/logger.js';
 import { loadTls } from '../../src/tls/credentials.js';
 import { DEFAULT_CONFIG, storeOptions } from '../helpers/clock.js';
-import { PRESUMED_ABORT, type Tx } from '../../src/coordinator/index.js';
+import { PRESUMED_ABORT, type LogRecord, type Tx } from '../../src/coordinator/index.js';
 
 // The engine against real gRPC bank servers over mutual TLS. The banks are small in-memory 2PC
 // participants written here (hold / commit / abort, idempotent by transaction id, tombstones),
@@ -214,6 +214,22 @@ async function waitFor(what: string, cond: () => boolean | Promise<boolean>, tim
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/**
+ * Makes the store refuse the records `matches` picks, as a full disk would, while `full` stays
+ * true; `refused` counts them.
+ */
+function refuseRecords(store: SqliteTransferLog, matches: (record: LogRecord) => boolean): { full: boolean; refused: number } {
+  const disk = { full: true, refused: 0 };
+  const enqueue = store.enqueue.bind(store);
+  store.enqueue = (record, nowMs, onDurable, urgent) => {
+    if (disk.full && matches(record)) {
+      disk.refused++;
+      onDurable?.(new Error('SQLITE_FULL: database or disk is full'));
+    } else enqueue(record, nowMs, onDurable, urgent);
+  };
+  return disk;
 }
 
 async function expectAppError(p: Promise<unknown>, reason: string): Promise<AppError> {
@@ -474,27 +490,18 @@ describe('transfer engine (real gRPC banks over mTLS, real SQLite)', function ()
 
   it('a transfer whose decision could not be written is aborted once the log works again, without a restart', async () => {
     const h = await setup({ gateway: { strandedRetryIntervalMs: 20 } });
-    // The log refuses decision records (as on a full disk) until the test lets it write again.
-    let diskFull = true;
-    let refused = 0;
-    const enqueue = h.store.enqueue.bind(h.store);
-    h.store.enqueue = (record, nowMs, onDurable, urgent) => {
-      if (diskFull && record.type === 'decision') {
-        refused++;
-        onDurable?.(new Error('SQLITE_FULL: database or disk is full'));
-      } else enqueue(record, nowMs, onDurable, urgent);
-    };
+    const disk = refuseRecords(h.store, (r) => r.type === 'decision');
     const req = input(bob, 100n);
     await expectAppError(h.engine.create(alice, req), 'INTERNAL');
     const txId = h.store.findByKey(alice, req.idempotencyKey)?.tx.id as string;
     expect(h.store.findById(txId)?.state).to.equal('preparing');
     // While the log cannot write, nothing can be decided: the banks keep their holds and hear "pending".
-    await waitFor('later attempts at a decision', () => refused >= 3);
+    await waitFor('later attempts at a decision', () => disk.refused >= 3);
     expect(h.store.findById(txId)?.state).to.equal('preparing');
     expect(await h.engine.decisionOf(txId)).to.equal('pending');
     expect(bank(h, 'BankA').balance('alice')).to.deep.equal({ balance: 10_000n, held: 100n });
 
-    diskFull = false;
+    disk.full = false;
     // Presumed abort, as recovery at a restart would do: the decision is durable, then both banks abort.
     await waitFor('the transfer to be final', () => h.store.findById(txId)?.state === 'aborted');
     expect(h.store.findById(txId)).to.deep.include({ failure: PRESUMED_ABORT });
@@ -508,24 +515,16 @@ describe('transfer engine (real gRPC banks over mTLS, real SQLite)', function ()
 
   it('phase-2 records that could not be written are written once the log works again, without a restart', async () => {
     const h = await setup({ gateway: { strandedRetryIntervalMs: 20 } });
-    let diskFull = true;
-    let refused = 0;
-    const enqueue = h.store.enqueue.bind(h.store);
-    h.store.enqueue = (record, nowMs, onDurable, urgent) => {
-      if (diskFull && (record.type === 'ack' || record.type === 'completed')) {
-        refused++;
-        onDurable?.(new Error('SQLITE_FULL: database or disk is full'));
-      } else enqueue(record, nowMs, onDurable, urgent);
-    };
+    const disk = refuseRecords(h.store, (r) => r.type === 'ack' || r.type === 'completed');
     const view = await h.engine.create(alice, input(bob, 300n));
     expect(view.status).to.equal('committed');
     await waitFor('both commits to be applied', () => bank(h, 'BankB').balance('bob').balance === 300n && bank(h, 'BankA').balance('alice').held === 0n);
     // The log is behind: the banks committed, the row still awaits their acks. Phase 2 is repeated
     // from it while the log cannot write.
-    await waitFor('phase 2 to be repeated', () => bank(h, 'BankB').calls.commit >= 2 && refused >= 2);
+    await waitFor('phase 2 to be repeated', () => bank(h, 'BankB').calls.commit >= 2 && disk.refused >= 2);
     expect(h.store.findById(view.transactionId)?.state).to.equal('committing');
 
-    diskFull = false;
+    disk.full = false;
     await waitFor('the log to catch up', () => h.store.findById(view.transactionId)?.state === 'committed');
     expect(await h.engine.listUnfinished(10)).to.deep.equal([]);
     expect(bank(h, 'BankA').balance('alice')).to.deep.equal({ balance: 9700n, held: 0n });
