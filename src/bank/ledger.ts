@@ -114,6 +114,14 @@ function toHistory(r: Row): HistoryRow {
   };
 }
 
+/**
+ * A failure of the ledger's storage (a full disk, an I/O error, a database busy beyond its
+ * timeout): the operation did not happen, nothing of it is on disk, and it may be tried again.
+ */
+export function isStorageError(err: unknown): boolean {
+  return err instanceof Database.SqliteError;
+}
+
 export class Ledger {
   private readonly db: Database.Database;
   private readonly sql;

@@ -1,5 +1,4 @@
 import { isAbortError } from 'abort-controller-x';
-import { AssertionError } from '../core/assert.js';
 import { backoffMs, sleep, type Clock } from '../core/clock.js';
 import { errorText } from '../core/errors.js';
 import type { Random } from '../core/random.js';
@@ -9,7 +8,7 @@ import { createNodeClient, type ChannelLimits, type NodeClient } from '../grpc/c
 import { statusName } from '../grpc/errors.js';
 import type { Logger } from '../logging/logger.js';
 import type { TlsMaterial } from '../tls/credentials.js';
-import type { Ledger } from './ledger.js';
+import { isStorageError, type Ledger } from './ledger.js';
 
 // The participant's termination protocol. A bank that voted YES is uncertain until the coordinator
 // tells it the outcome; normally phase 2 does, but the gateway may be down or have lost the call.
@@ -125,8 +124,9 @@ export class InDoubtResolver {
           counts.pending++;
         }
       } catch (err) {
-        // A ledger assertion (the coordinator contradicting what this bank did) is a bug: crash.
-        if (err instanceof AssertionError) throw err;
+        // Anything but storage is a bug (a ledger assertion: the coordinator contradicting what
+        // this bank did): crash.
+        if (!isStorageError(err)) throw err;
         // The ledger could not write it (a full disk, an I/O error): the leg stays prepared, and
         // the next round asks again (after the same back-off as an unanswered one).
         this.failedRounds++;
