@@ -73,9 +73,9 @@ export interface DriverOptions {
    * A record of this transfer could not be written. An awaited one stopped its run: the transfer
    * is left undecided (or its begin record's fate unknown). An ack or completion did not stop it:
    * the log is behind. Whoever is told logs it and, once no run drives it, drives it again from the
-   * log; without a listener an awaited failure fails the run as any error, a phase-2 one is logged.
+   * log.
    */
-  readonly onStranded?: (txId: string, err: Error) => void;
+  readonly onStranded: (txId: string, err: Error) => void;
 }
 
 /**
@@ -253,30 +253,19 @@ export class TransferDriver {
     this.options.log.enqueue(record, nowMs, (err) => {
       if (err instanceof RecordRefused) this.refused(run, err);
       else if (awaited) this.persisted(run, record, err);
-      else if (err) this.lagging(run, record, err);
+      // An ack or completion: phase 2 goes on, and the log is brought up to date by repeating it.
+      else if (err) this.options.onStranded(run.phase.tx.id, err);
     }, awaited);
-  }
-
-  /** An ack or completion could not be written: phase 2 goes on, and the log will be brought up to date by repeating it. */
-  private lagging(run: Run, record: LogRecord, err: Error): void {
-    const { onStranded } = this.options;
-    if (onStranded) onStranded(run.phase.tx.id, err);
-    else this.options.logger.error('could not record phase-2 progress; recovery will repeat phase 2', { record: record.type, transactionId: run.phase.tx.id, error: err.message });
   }
 
   /** An awaited record is on disk (or failed): the coordinator steps what waited for it. */
   private persisted(run: Run, record: LogRecord, err: Error | undefined): void {
     if (run.done) return;
     if (err) {
-      const { onStranded } = this.options;
-      if (!onStranded) {
-        this.failRun(run, err);
-        return;
-      }
       // The log says nothing more about it than before this record: whoever drives it again
       // starts from there. The caller may retry with the same key and hear that outcome.
       this.finish(run, new AppError('INTERNAL', 'the transfer could not be recorded; retry with the same idempotency key'));
-      onStranded(run.phase.tx.id, err);
+      this.options.onStranded(run.phase.tx.id, err);
       return;
     }
     assert(record.type === 'begin' || record.type === 'decision', `${record.type} record awaited`);
@@ -511,8 +500,9 @@ export class TransferDriver {
   }
 
   /**
-   * A step threw: an assertion (a bug) or a store write error. The run stops here; the store still
-   * holds its last durable state, which recovery resumes at the next start. Bugs then crash.
+   * A step or an effect threw (a record the log could not write is not this: see onStranded). The
+   * run stops here; the store still holds its last durable state, which recovery resumes at the
+   * next start. Bugs then crash.
    */
   private failRun(run: Run, err: unknown): void {
     this.options.logger.error('transfer driver failed', {

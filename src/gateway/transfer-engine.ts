@@ -84,7 +84,6 @@ export class TransferEngine implements Transfers {
    * failure is then part of an outage already logged).
    */
   private readonly stranded = new Map<string, { redriven: boolean }>();
-  /** Runs while some transfer is stranded. */
   private strandedSweep: Repeating | undefined;
   private readonly strandedOutage: OutageLog;
 
@@ -147,12 +146,6 @@ export class TransferEngine implements Transfers {
       this.logger.error('could not write a transfer record; once the log writes, the transfer is finished from what it holds', { transactionId: txId, error: err.message });
       this.stranded.set(txId, { redriven: false });
     } else if (entry.redriven) this.strandedOutage.failed(err);
-    // Once stopping, recovery at the next start takes it.
-    if (this.state === 'stopping' || this.state === 'stopped') return;
-    this.strandedSweep ??= repeat(this.clock, {
-      intervalMs: this.limits.strandedRetryIntervalMs,
-      onError: (e) => this.strandedOutage.failed(e),
-    }, () => this.sweepStranded());
   }
 
   /**
@@ -179,10 +172,6 @@ export class TransferEngine implements Transfers {
       }
       entry.redriven = true;
       this.resume([row]);
-    }
-    if (this.stranded.size === 0) {
-      this.strandedSweep?.stop();
-      this.strandedSweep = undefined;
     }
   }
 
@@ -212,6 +201,11 @@ export class TransferEngine implements Transfers {
     await this.pruneExpired();
     // stop() may have come meanwhile (the compiler's narrowing does not see past the awaits).
     if ((this.state as EngineState) !== 'running') return;
+    // Runs whether or not a transfer is stranded now: a round with none reads nothing.
+    this.strandedSweep = repeat(this.clock, {
+      intervalMs: this.limits.strandedRetryIntervalMs,
+      onError: (e) => this.strandedOutage.failed(e),
+    }, () => this.sweepStranded());
     this.pruning = repeat(this.clock, {
       intervalMs: this.limits.idempotencyPruneIntervalMs,
       // The next round tries again; a store that stays broken shows in every transfer too.

@@ -20,6 +20,7 @@ import { TransferEngine } from '../../src/gateway/transfer-engine.js';
 import { silentLogger } from '../../src/logging/logger.js';
 import { eventually } from '../helpers/cluster.js';
 import { DEFAULT_CONFIG } from '../helpers/clock.js';
+import { refuseRecords } from '../helpers/log-faults.js';
 import { PostgresServer } from '../helpers/postgres.js';
 
 /** The configured bound of remembered verified tokens. */
@@ -209,12 +210,7 @@ describe('PostgreSQL transfer log (two gateway instances, one real server)', fun
   it('an engine whose decision could not be written lets the lease lapse; its own takeover then aborts the transfer', async () => {
     const log = open('g1', 500);
     // The log refuses decision records (as with a lost connection) until the test lets it write again.
-    let failing = true;
-    const enqueue = log.enqueue.bind(log);
-    log.enqueue = (record, nowMs, onDurable, urgent) => {
-      if (failing && record.type === 'decision') onDurable?.(new Error('Connection terminated unexpectedly'));
-      else enqueue(record, nowMs, onDurable, urgent);
-    };
+    const fault = refuseRecords(log, (r) => r.type === 'decision', 'Connection terminated unexpectedly');
     const engine = new TransferEngine({
       store: log,
       // No bank is reachable: the transfer is decided abort at once.
@@ -232,7 +228,7 @@ describe('PostgreSQL transfer log (two gateway instances, one real server)', fun
         .then(() => 'answered', (err: unknown) => (err instanceof AppError ? err.reason : String(err)));
       expect(failed).to.equal('INTERNAL');
       const txId = (await log.findByKey(alice, key))?.tx.id as string;
-      failing = false;
+      fault.failing = false;
       // Decided abort; its Aborts cannot reach the (unreachable) banks, so it may stay aborting.
       await eventually(async () => ['aborting', 'aborted'].includes((await log.findById(txId))?.state ?? ''), 10_000, 'the lease to lapse and the takeover to decide');
       expect(await log.findById(txId)).to.deep.include({ failure: PRESUMED_ABORT });

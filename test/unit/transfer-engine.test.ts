@@ -30,7 +30,8 @@ import { createNodeServer, listenTls } from '../../src/grpc/server.js';
 import { silentLogger } from '../../src/logging/logger.js';
 import { loadTls } from '../../src/tls/credentials.js';
 import { DEFAULT_CONFIG, storeOptions } from '../helpers/clock.js';
-import { PRESUMED_ABORT, type LogRecord, type Tx } from '../../src/coordinator/index.js';
+import { refuseRecords } from '../helpers/log-faults.js';
+import { PRESUMED_ABORT, type Tx } from '../../src/coordinator/index.js';
 
 // The engine against real gRPC bank servers over mutual TLS. The banks are small in-memory 2PC
 // participants written here (hold / commit / abort, idempotent by transaction id, tombstones),
@@ -214,22 +215,6 @@ async function waitFor(what: string, cond: () => boolean | Promise<boolean>, tim
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
-}
-
-/**
- * Makes the store refuse the records `matches` picks, as a full disk would, while `full` stays
- * true; `refused` counts them.
- */
-function refuseRecords(store: SqliteTransferLog, matches: (record: LogRecord) => boolean): { full: boolean; refused: number } {
-  const disk = { full: true, refused: 0 };
-  const enqueue = store.enqueue.bind(store);
-  store.enqueue = (record, nowMs, onDurable, urgent) => {
-    if (disk.full && matches(record)) {
-      disk.refused++;
-      onDurable?.(new Error('SQLITE_FULL: database or disk is full'));
-    } else enqueue(record, nowMs, onDurable, urgent);
-  };
-  return disk;
 }
 
 async function expectAppError(p: Promise<unknown>, reason: string): Promise<AppError> {
@@ -501,7 +486,7 @@ describe('transfer engine (real gRPC banks over mTLS, real SQLite)', function ()
     expect(await h.engine.decisionOf(txId)).to.equal('pending');
     expect(bank(h, 'BankA').balance('alice')).to.deep.equal({ balance: 10_000n, held: 100n });
 
-    disk.full = false;
+    disk.failing = false;
     // Presumed abort, as recovery at a restart would do: the decision is durable, then both banks abort.
     await waitFor('the transfer to be final', () => h.store.findById(txId)?.state === 'aborted');
     expect(h.store.findById(txId)).to.deep.include({ failure: PRESUMED_ABORT });
@@ -524,7 +509,7 @@ describe('transfer engine (real gRPC banks over mTLS, real SQLite)', function ()
     await waitFor('phase 2 to be repeated', () => bank(h, 'BankB').calls.commit >= 2 && disk.refused >= 2);
     expect(h.store.findById(view.transactionId)?.state).to.equal('committing');
 
-    disk.full = false;
+    disk.failing = false;
     await waitFor('the log to catch up', () => h.store.findById(view.transactionId)?.state === 'committed');
     expect(await h.engine.listUnfinished(10)).to.deep.equal([]);
     expect(bank(h, 'BankA').balance('alice')).to.deep.equal({ balance: 9700n, held: 0n });
