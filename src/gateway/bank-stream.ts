@@ -55,9 +55,8 @@ export class BankBatchStream implements BankBatchClient {
   private nextId = 0;
   /** The bank answered UNIMPLEMENTED to BatchStream: unary calls only. */
   private unsupported = false;
+  /** Closed or retired: no new calls; the stream ends once no call waits on it. */
   private closed = false;
-  /** Retired (retire()): the stream ends once no call waits on it. */
-  private retired = false;
 
   constructor(
     private readonly lean: Lean,
@@ -90,12 +89,11 @@ export class BankBatchStream implements BankBatchClient {
   retire(): void {
     if (this.closed) return;
     this.closed = true;
-    this.retired = true;
-    this.endIfRetiredAndIdle();
+    this.endIfClosedAndIdle();
   }
 
-  private endIfRetiredAndIdle(): void {
-    if (this.retired && this.pending.size === 0) this.stream?.abort.abort();
+  private endIfClosedAndIdle(): void {
+    if (this.closed && this.pending.size === 0) this.stream?.abort.abort();
   }
 
   private call<T>(
@@ -113,7 +111,7 @@ export class BankBatchStream implements BankBatchClient {
       const timer = this.clock.setTimer(options.deadline, () => {
         this.pending.delete(id);
         reject(new ClientError(PATH, Status.DEADLINE_EXCEEDED, 'Deadline exceeded'));
-        this.endIfRetiredAndIdle();
+        this.endIfClosedAndIdle();
       }, { background: true });
       this.pending.set(id, {
         stream,
@@ -158,7 +156,7 @@ export class BankBatchStream implements BankBatchClient {
       if (value === undefined) p.reject(new ClientError(PATH, Status.INTERNAL, `the bank answered request ${response.id} with another kind of result`));
       else p.resolve(value);
     }
-    this.endIfRetiredAndIdle();
+    this.endIfClosedAndIdle();
   }
 
   /** The stream failed or ended: its waiting calls fail with its error (or go unary). */
@@ -178,7 +176,7 @@ export class BankBatchStream implements BankBatchClient {
         p.reject(err);
       }
     }
-    this.endIfRetiredAndIdle();
+    this.endIfClosedAndIdle();
   }
 }
 
