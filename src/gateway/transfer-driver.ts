@@ -6,6 +6,7 @@ import { AppError, errorText, type Failure } from '../core/errors.js';
 import type { Random } from '../core/random.js';
 import { isReason } from '../core/reasons.js';
 import {
+  banksOf,
   durableOutcome,
   isFinal,
   nextDeadlineMs,
@@ -18,6 +19,7 @@ import {
   type LogRecord,
   type Outcome,
   type Phase,
+  type Tx,
 } from '../coordinator/index.js';
 import { failpoint, failpointsArmed, type FailpointName } from '../failpoints/index.js';
 import { LegKind, Vote, TransactionState, type PrepareVote } from '../gen/bank/v1/bank.js';
@@ -138,6 +140,8 @@ export class TransferDriver {
   private readonly clock: Clock;
   private readonly batches: BankBatches;
   private stopped = false;
+  /** Cancels the calls that outlive their run (releasePrepares) when the driver stops. */
+  private readonly stopping = new AbortController();
 
   constructor(private readonly options: DriverOptions) {
     this.clock = options.clock;
@@ -184,6 +188,7 @@ export class TransferDriver {
    */
   stop(): void {
     this.stopped = true;
+    this.stopping.abort(RUN_FINISHED);
     for (const run of [...this.runs.values()]) {
       const outcome = durableOutcome(run.phase);
       if (outcome) this.reply(run, outcome);
@@ -266,6 +271,7 @@ export class TransferDriver {
       // starts from there. The caller may retry with the same key and hear that outcome.
       this.finish(run, new AppError('INTERNAL', 'the transfer could not be recorded; retry with the same idempotency key'));
       this.options.onStranded(run.phase.tx.id, err);
+      if (record.type === 'begin' && this.options.limits.prepareWithBegin) this.releasePrepares(run.phase.tx);
       return;
     }
     assert(record.type === 'begin' || record.type === 'decision', `${record.type} record awaited`);
@@ -277,6 +283,29 @@ export class TransferDriver {
       this.observeDecided(run, record);
     }
     this.deliver(run, { type: 'persisted', record: record.type, nowMs: this.clock.nowMs() });
+  }
+
+  /**
+   * The prepares of `tx` left beside its begin record, and that record could not be written. It
+   * can never be decided (a decision waits for it), so abort is its only outcome: presumed, as
+   * decisionOf answers a bank that asks. Tell its banks now, once, instead of leaving their holds
+   * until they ask (bank.inDoubtQueryAfterMs). Presumed abort needs no record; a bank that misses
+   * this Abort still hears "abort" when it asks, and one whose prepare comes after it refuses that
+   * prepare (the bank's empty-rollback fence).
+   */
+  private releasePrepares(tx: Tx): void {
+    const deadlineAtMs = this.clock.nowMs() + this.options.limits.phase2CallTimeoutMs;
+    for (const bank of banksOf(tx)) {
+      this.batches.settle(bank, 'abort', tx.id, deadlineAtMs, this.stopping.signal).then(
+        () => this.options.logger.info('aborted at the bank: the begin record could not be written', { transactionId: tx.id, bank }),
+        (err: unknown) => {
+          if (isAbortError(err)) return;
+          this.options.logger.warn('could not abort at the bank; it aborts when it asks about the transaction', {
+            transactionId: tx.id, bank, code: statusName(err), error: errorText(err),
+          });
+        },
+      );
+    }
   }
 
   /** One line per transfer decision (file only: the console is not written on the hot path). */

@@ -151,8 +151,9 @@ export class TransferEngine implements Transfers {
   /**
    * Drives each stranded transfer that no run drives any more again from its row, as recovery
    * would: presumed abort if it is undecided, phase 2 if it is decided. One whose begin record
-   * never became durable is not in the log: the banks hear "abort" when they ask (decisionOf), and
-   * nothing is left to do. A shared log's transfer is released to a takeover instead.
+   * never became durable is not in the log, and nothing is left to do: the driver told its banks
+   * "abort" (TransferDriver.releasePrepares), and a bank that asks hears the same (decisionOf). A
+   * shared log's transfer is released to a takeover instead.
    */
   private async sweepStranded(): Promise<void> {
     for (const [txId, entry] of [...this.stranded]) {

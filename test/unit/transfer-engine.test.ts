@@ -516,7 +516,7 @@ describe('transfer engine (real gRPC banks over mTLS, real SQLite)', function ()
     expect(bank(h, 'BankB').balance('bob')).to.deep.equal({ balance: 300n, held: 0n });
   });
 
-  it('a transfer whose begin record could not be written is never decided: the banks hear "abort", the retry is its first run', async () => {
+  it('a transfer whose begin record could not be written is never decided: its banks are told "abort" at once, the retry is its first run', async () => {
     const h = await setup({ gateway: { strandedRetryIntervalMs: 20 } });
     // A first transfer opens the streams, so that the next prepares leave beside the begin record.
     expect((await h.engine.create(alice, input(bob, 1n))).status).to.equal('committed');
@@ -538,12 +538,17 @@ describe('transfer engine (real gRPC banks over mTLS, real SQLite)', function ()
     const req = input(bob, 100n);
     await expectAppError(h.engine.create(alice, req), 'INTERNAL');
     expect(h.store.findByKey(alice, req.idempotencyKey)).to.equal(undefined);
-    // Its prepare had left: BankA holds the money until it asks, and the answer is abort (no record, no run).
-    await waitFor('the prepare to reach BankA', () => prepared.length === 1 && bank(h, 'BankA').balance('alice').held === 100n);
+    // Its prepare had left and BankA held the money: the gateway aborts it there without waiting
+    // for BankA to ask, and without a record (abort is presumed: a bank that asks hears the same).
+    expect(prepared).to.have.length(1);
     const [failedTx] = prepared as [string];
-    expect(await h.engine.decisionOf(failedTx)).to.equal('abort');
-    bank(h, 'BankA').abort(failedTx);
+    await waitFor('the Abort to reach BankA', () => bank(h, 'BankA').txs.get(failedTx)?.state === 'aborted');
     expect(bank(h, 'BankA').balance('alice')).to.deep.equal({ balance: 9999n, held: 0n });
+    // BankB is told too, whether its prepare came before (released) or not at all (fenced).
+    await waitFor('the Abort to reach BankB', () => bank(h, 'BankB').txs.get(failedTx)?.state === 'aborted');
+    expect(bank(h, 'BankB').prepare('credit', { transactionId: failedTx, username: 'bob', amountMinor: 100n, currency: 'EUR' }).vote).to.equal(Vote.VOTE_NO);
+    expect(await h.engine.decisionOf(failedTx)).to.equal('abort');
+    expect(h.store.findById(failedTx)).to.equal(undefined);
 
     diskFull = false;
     const view = await h.engine.create(alice, req);
