@@ -181,6 +181,8 @@ export class BankNode implements Incarnation {
   up = false;
   ledger: Ledger | undefined;
   service: BankCalls | undefined;
+  /** Group commits of the ledger that failed (its disk failing writes), over every incarnation. */
+  failedLedgerWrites = 0;
 
   constructor(
     readonly name: string,
@@ -195,7 +197,10 @@ export class BankNode implements Incarnation {
     this.up = true;
     const clock = this.time.clockOf(this);
     this.ledger = Ledger.over(this.disk.open(), this.disk.name, () => clock.nowMs());
-    this.service = bankService(this.ledger, this.limits, clock);
+    this.service = bankService(this.ledger, this.limits, clock, {
+      writeStarted: () => (ok) => { if (!ok) this.failedLedgerWrites++; },
+      performed: () => {},
+    });
     new InDoubtResolver(this.ledger, this.decisions, this.limits, quietLogger, clock, rng(this.seed * 104729 + this.epoch)).start();
   }
 

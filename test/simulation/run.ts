@@ -13,13 +13,14 @@ export interface Totals {
   transfers: number;
   crashes: number;
   failedLogWrites: number;
+  failedLedgerWrites: number;
   checks: number;
   faults: Record<NetFault, number>;
   failures: ScenarioResult[];
 }
 
 export function emptyTotals(): Totals {
-  return { scenarios: 0, steps: 0, transfers: 0, crashes: 0, failedLogWrites: 0, checks: 0, faults: { loss: 0, duplicate: 0, delay: 0, partition: 0, refused: 0 }, failures: [] };
+  return { scenarios: 0, steps: 0, transfers: 0, crashes: 0, failedLogWrites: 0, failedLedgerWrites: 0, checks: 0, faults: { loss: 0, duplicate: 0, delay: 0, partition: 0, refused: 0 }, failures: [] };
 }
 
 /** Adds up the totals of scenarios run elsewhere (a job, a chunk of seeds). */
@@ -29,6 +30,7 @@ export function merge(into: Totals, t: Totals): void {
   into.transfers += t.transfers;
   into.crashes += t.crashes;
   into.failedLogWrites += t.failedLogWrites;
+  into.failedLedgerWrites += t.failedLedgerWrites;
   into.checks += t.checks;
   for (const k of Object.keys(into.faults) as NetFault[]) into.faults[k] += t.faults[k];
   into.failures.push(...t.failures);
@@ -40,6 +42,7 @@ export function add(t: Totals, r: ScenarioResult): void {
   t.transfers += r.transfers;
   t.crashes += r.crashes;
   t.failedLogWrites += r.failedLogWrites;
+  t.failedLedgerWrites += r.failedLedgerWrites;
   t.checks += r.checks;
   for (const k of Object.keys(t.faults) as NetFault[]) t.faults[k] += r.faults[k];
   if (r.violation) t.failures.push(r);
@@ -53,7 +56,7 @@ export function summary(t: Totals, wallMs: number): string {
   const faults = Object.entries(t.faults).map(([k, v]) => `${k} ${v}`).join(', ');
   return [
     `${t.scenarios} scenarios in ${(wallMs / 1000).toFixed(1)} s (${(t.scenarios / (wallMs / 1000)).toFixed(1)}/s), ${t.steps} events, ${t.transfers} transfers`,
-    `node crashes ${t.crashes}; failed log writes ${t.failedLogWrites}; network faults ${networkFaults(t)} (${faults}); invariant checks ${t.checks}`,
+    `node crashes ${t.crashes}; failed log writes ${t.failedLogWrites}; failed ledger writes ${t.failedLedgerWrites}; network faults ${networkFaults(t)} (${faults}); invariant checks ${t.checks}`,
     `violations: ${t.failures.length}`,
   ].join('\n');
 }
@@ -169,7 +172,7 @@ async function main(): Promise<void> {
   if (env.SIM_SEED !== undefined && env.SIM_SEED !== '') {
     const seed = Number(env.SIM_SEED);
     const r = await runScenario(seed);
-    process.stdout.write(`seed ${seed}: trace hash ${r.hash}, ${r.steps} events, ${r.transfers} transfers, ${r.crashes} crashes, ${r.failedLogWrites} failed log writes, `
+    process.stdout.write(`seed ${seed}: trace hash ${r.hash}, ${r.steps} events, ${r.transfers} transfers, ${r.crashes} crashes, ${r.failedLogWrites} failed log writes, ${r.failedLedgerWrites} failed ledger writes, `
       + `${Object.values(r.faults).reduce((a, b) => a + b, 0)} network faults, ${r.checks} checks\n`);
     if (r.violation) {
       process.stdout.write(`${formatViolation(seed, r.violation)}\n`);

@@ -46,6 +46,8 @@ export interface ScenarioResult {
   readonly crashes: number;
   /** Group commits of the gateway's log that failed because its disk failed writes. */
   readonly failedLogWrites: number;
+  /** The same of the banks' ledgers, all banks together. */
+  readonly failedLedgerWrites: number;
   readonly faults: Readonly<Record<NetFault, number>>;
   readonly checks: number;
   readonly violation: Violation | undefined;
@@ -244,6 +246,7 @@ class World implements Observer {
       transfers: this.keys.length,
       crashes: this.crashes,
       failedLogWrites: this.gateway.failedLogWrites,
+      failedLedgerWrites: [...this.banks.values()].reduce((n, b) => n + b.failedLedgerWrites, 0),
       faults: { ...this.net.faults },
       checks: this.checks,
       violation: this.violation,

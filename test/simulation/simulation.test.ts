@@ -15,6 +15,8 @@ const CRASHES_MIN_PER_SCENARIO = 5;
 const NETWORK_FAULTS_MIN_PER_SCENARIO = 50;
 /** Group commits of the gateway's log that failed (its disk failing writes). */
 const FAILED_LOG_WRITES_MIN_PER_SCENARIO = 1;
+/** The same of the banks' ledgers. */
+const FAILED_LEDGER_WRITES_MIN_PER_SCENARIO = 1;
 /** A broken variant must be caught within this many seeds. */
 const DETECTION_SEEDS_MAX = 30;
 
@@ -32,7 +34,8 @@ describe('deterministic simulation', function () {
   });
 
   it(`${SUITE_SCENARIOS} seeded scenarios keep every invariant, with at least ${CRASHES_MIN_PER_SCENARIO * SUITE_SCENARIOS} node crashes`
-    + `, ${NETWORK_FAULTS_MIN_PER_SCENARIO * SUITE_SCENARIOS} network faults and ${FAILED_LOG_WRITES_MIN_PER_SCENARIO * SUITE_SCENARIOS} failed log writes`, async () => {
+    + `, ${NETWORK_FAULTS_MIN_PER_SCENARIO * SUITE_SCENARIOS} network faults, ${FAILED_LOG_WRITES_MIN_PER_SCENARIO * SUITE_SCENARIOS} failed log writes`
+    + ` and ${FAILED_LEDGER_WRITES_MIN_PER_SCENARIO * SUITE_SCENARIOS} failed ledger writes`, async () => {
     const started = Date.now();
     let totals: Totals;
     if (SUITE_JOBS > 1) {
@@ -48,6 +51,7 @@ describe('deterministic simulation', function () {
     expect(totals.crashes).to.be.at.least(CRASHES_MIN_PER_SCENARIO * SUITE_SCENARIOS);
     expect(networkFaults(totals)).to.be.at.least(NETWORK_FAULTS_MIN_PER_SCENARIO * SUITE_SCENARIOS);
     expect(totals.failedLogWrites).to.be.at.least(FAILED_LOG_WRITES_MIN_PER_SCENARIO * SUITE_SCENARIOS);
+    expect(totals.failedLedgerWrites).to.be.at.least(FAILED_LEDGER_WRITES_MIN_PER_SCENARIO * SUITE_SCENARIOS);
   });
 
   const variants: ReadonlyArray<readonly [TestBug, readonly Invariant[]]> = [
