@@ -543,6 +543,8 @@ describe('transfer engine (real gRPC banks over mTLS, real SQLite)', function ()
     expect(prepared).to.have.length(1);
     const [failedTx] = prepared as [string];
     await waitFor('the Abort to reach BankA', () => bank(h, 'BankA').txs.get(failedTx)?.state === 'aborted');
+    // A prepared leg released (not a tombstone for an Abort that came first), and nothing held.
+    expect(bank(h, 'BankA').txs.get(failedTx)?.legs.has('debit')).to.equal(true);
     expect(bank(h, 'BankA').balance('alice')).to.deep.equal({ balance: 9999n, held: 0n });
     // BankB is told too, whether its prepare came before (released) or not at all (fenced).
     await waitFor('the Abort to reach BankB', () => bank(h, 'BankB').txs.get(failedTx)?.state === 'aborted');
