@@ -40,7 +40,7 @@ export interface RoundResult {
   readonly committed: number;
   readonly aborted: number;
   readonly pending: number;
-  /** The round stopped because the coordinator gave no answer. */
+  /** The round stopped without applying an answer (none came, or the ledger could not write it). */
   readonly unanswered: boolean;
 }
 
@@ -101,16 +101,7 @@ export class InDoubtResolver {
         decision = await this.source.getDecision(txId, this.abort.signal);
       } catch (err) {
         if (isAbortError(err)) throw err;
-        this.failedRounds++;
-        const level = this.failedRounds === 1 || this.failedRounds % WARN_EVERY_ROUNDS === 0 ? 'warn' : 'debug';
-        this.logger.log(level, 'in-doubt: the coordinator gave no answer; the legs stay prepared, will ask again', {
-          transactionId: txId,
-          inDoubt: ids.length,
-          failedRounds: this.failedRounds,
-          code: statusName(err),
-          error: errorText(err),
-        });
-        return { ...counts, unanswered: true };
+        return this.unanswered(counts, 'the coordinator gave no answer', { transactionId: txId, inDoubt: ids.length, code: statusName(err), error: errorText(err) });
       }
       // The gateway's phase 2 may have resolved it meanwhile; commit and abort are idempotent.
       try {
@@ -129,20 +120,20 @@ export class InDoubtResolver {
         if (!isStorageError(err)) throw err;
         // The ledger could not write it (a full disk, an I/O error): the leg stays prepared, and
         // the next round asks again (after the same back-off as an unanswered one).
-        this.failedRounds++;
-        const level = this.failedRounds === 1 || this.failedRounds % WARN_EVERY_ROUNDS === 0 ? 'warn' : 'debug';
-        this.logger.log(level, 'in-doubt: could not apply the coordinator\'s decision; the legs stay prepared, will ask again', {
-          transactionId: txId,
-          decision,
-          failedRounds: this.failedRounds,
-          error: errorText(err),
-        });
-        return { ...counts, unanswered: true };
+        return this.unanswered(counts, 'could not apply the coordinator\'s decision', { transactionId: txId, decision, error: errorText(err) });
       }
       if (decision !== 'pending') this.logger.info('in-doubt transaction resolved by the coordinator', { transactionId: txId, decision });
     }
     this.failedRounds = 0;
     return { ...counts, unanswered: false };
+  }
+
+  /** Ends a round without an answer applied: logged (at warn now and then), the legs stay prepared. */
+  private unanswered(counts: Omit<RoundResult, 'unanswered'>, why: string, fields: Record<string, unknown>): RoundResult {
+    this.failedRounds++;
+    const level = this.failedRounds === 1 || this.failedRounds % WARN_EVERY_ROUNDS === 0 ? 'warn' : 'debug';
+    this.logger.log(level, `in-doubt: ${why}; the legs stay prepared, will ask again`, { ...fields, failedRounds: this.failedRounds });
+    return { ...counts, unanswered: true };
   }
 }
 
