@@ -26,26 +26,22 @@ export function emptyTotals(): Totals {
 /** Adds up the totals of scenarios run elsewhere (a job, a chunk of seeds). */
 export function merge(into: Totals, t: Totals): void {
   into.scenarios += t.scenarios;
-  into.steps += t.steps;
-  into.transfers += t.transfers;
-  into.crashes += t.crashes;
-  into.failedLogWrites += t.failedLogWrites;
-  into.failedLedgerWrites += t.failedLedgerWrites;
-  into.checks += t.checks;
-  for (const k of Object.keys(into.faults) as NetFault[]) into.faults[k] += t.faults[k];
+  addCounts(into, t);
   into.failures.push(...t.failures);
 }
 
 export function add(t: Totals, r: ScenarioResult): void {
   t.scenarios++;
-  t.steps += r.steps;
-  t.transfers += r.transfers;
-  t.crashes += r.crashes;
-  t.failedLogWrites += r.failedLogWrites;
-  t.failedLedgerWrites += r.failedLedgerWrites;
-  t.checks += r.checks;
-  for (const k of Object.keys(t.faults) as NetFault[]) t.faults[k] += r.faults[k];
+  addCounts(t, r);
   if (r.violation) t.failures.push(r);
+}
+
+/** The counters a scenario reports and the totals add up. */
+const COUNTERS = ['steps', 'transfers', 'crashes', 'failedLogWrites', 'failedLedgerWrites', 'checks'] as const;
+
+function addCounts(into: Totals, from: Pick<Totals, (typeof COUNTERS)[number] | 'faults'>): void {
+  for (const k of COUNTERS) into[k] += from[k];
+  for (const k of Object.keys(into.faults) as NetFault[]) into.faults[k] += from.faults[k];
 }
 
 export function networkFaults(t: Totals): number {
