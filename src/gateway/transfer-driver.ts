@@ -139,8 +139,7 @@ export class TransferDriver {
   private readonly idleWaiters: Array<() => void> = [];
   private readonly clock: Clock;
   private readonly batches: BankBatches;
-  private stopped = false;
-  /** Cancels the calls that outlive their run (releasePrepares) when the driver stops. */
+  /** Aborted when the driver stops; cancels the calls that outlive their run (releasePrepares). */
   private readonly stopping = new AbortController();
 
   constructor(private readonly options: DriverOptions) {
@@ -164,7 +163,7 @@ export class TransferDriver {
    * of recovery).
    */
   run(phase: Phase, effects: readonly Effect[], reply?: ReplyHandlers): void {
-    assert(!this.stopped, 'transfer driver is stopped');
+    assert(!this.stopping.signal.aborted, 'transfer driver is stopped');
     const txId = phase.tx.id;
     assert(!this.runs.has(txId), `transaction ${txId} is already being driven`);
     const run: Run = {
@@ -187,7 +186,6 @@ export class TransferDriver {
    * when it is durable (that is final), else SHUTTING_DOWN.
    */
   stop(): void {
-    this.stopped = true;
     this.stopping.abort(RUN_FINISHED);
     for (const run of [...this.runs.values()]) {
       const outcome = durableOutcome(run.phase);
